@@ -1,0 +1,1 @@
+"""Agents that act on a task only through the restricted tool API."""

@@ -1,0 +1,197 @@
+"""Load records and tracks from records/, and derive tasks from consecutive records.
+
+Layout: ``records/<track>/track.toml`` and ``records/<track>/<record>/record.toml``
+with the record's own files beside it (local sources) or in the fetch cache (git
+sources). Adding a record or a track is adding files here, never code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from orchestrator.catalog.manifest import GitSource, RecordManifest, TrackManifest
+from orchestrator.errors import ManifestError, NotFound
+
+
+@dataclass(frozen=True)
+class Record:
+    manifest: RecordManifest
+    manifest_path: Path
+    files_dir: Path
+    """Where the record's files are: beside the manifest, or in the fetch cache."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.manifest.track}-r{self.manifest.index}"
+
+    @property
+    def is_available(self) -> bool:
+        return all((self.files_dir / name).is_file() for name in self.manifest.files)
+
+    def read_files(self) -> dict[str, bytes]:
+        """The record's pristine files, by relative name.
+
+        Raises:
+            NotFound: a file is missing (for git sources: not fetched yet).
+        """
+        out: dict[str, bytes] = {}
+        for name in self.manifest.files:
+            path = self.files_dir / name
+            if not path.is_file():
+                hint = (
+                    " (run `speedrun records fetch` first)"
+                    if isinstance(self.manifest.source, GitSource)
+                    else ""
+                )
+                raise NotFound(f"record {self.id}: file {name} is missing at {path}{hint}")
+            out[name] = path.read_bytes()
+        return out
+
+
+@dataclass(frozen=True)
+class Task:
+    """Record N -> record N+1: the agent starts from ``baseline`` and must recover ``reference``."""
+
+    track: str
+    baseline: Record
+    reference: Record
+
+    @property
+    def id(self) -> str:
+        return f"{self.baseline.id}-r{self.reference.manifest.index}"
+
+    @property
+    def target_val_loss(self) -> float:
+        return self.reference.manifest.target_val_loss
+
+    @property
+    def baseline_seconds(self) -> float:
+        return self.baseline.manifest.published_train_seconds
+
+    @property
+    def reference_seconds(self) -> float:
+        return self.reference.manifest.published_train_seconds
+
+    @property
+    def editable(self) -> list[str]:
+        return list(self.baseline.manifest.editable)
+
+
+@dataclass(frozen=True)
+class Track:
+    manifest: TrackManifest
+    records: tuple[Record, ...]
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+
+def _load_toml(path: Path) -> dict[str, object]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: not valid TOML: {e}") from e
+
+
+def _validation_message(path: Path, error: ValidationError) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in error.errors()
+    )
+    return f"{path}: invalid manifest: {problems}"
+
+
+def load_record(manifest_path: Path, fetch_cache: Path) -> Record:
+    """Raises: ManifestError when the manifest is malformed."""
+    try:
+        manifest = RecordManifest.model_validate(_load_toml(manifest_path))
+    except ValidationError as e:
+        raise ManifestError(_validation_message(manifest_path, e)) from e
+    if isinstance(manifest.source, GitSource):
+        files_dir = fetch_cache / manifest.track / f"r{manifest.index}"
+    else:
+        files_dir = manifest_path.parent
+    return Record(manifest=manifest, manifest_path=manifest_path, files_dir=files_dir)
+
+
+def load_track(track_dir: Path, fetch_cache: Path) -> Track:
+    """Raises: ManifestError when the track file or any record manifest is malformed."""
+    track_file = track_dir / "track.toml"
+    try:
+        manifest = TrackManifest.model_validate(_load_toml(track_file))
+    except ValidationError as e:
+        raise ManifestError(_validation_message(track_file, e)) from e
+    if manifest.id != track_dir.name:
+        raise ManifestError(f"{track_file}: id {manifest.id!r} differs from its folder name")
+    records = sorted(
+        (load_record(p, fetch_cache) for p in track_dir.glob("*/record.toml")),
+        key=lambda r: r.manifest.index,
+    )
+    seen: set[int] = set()
+    for record in records:
+        if record.manifest.track != manifest.id:
+            raise ManifestError(
+                f"{record.manifest_path}: track {record.manifest.track!r} but it lives "
+                f"in track folder {manifest.id!r}"
+            )
+        if record.manifest.index in seen:
+            raise ManifestError(f"{record.manifest_path}: index {record.manifest.index} repeats")
+        seen.add(record.manifest.index)
+    return Track(manifest=manifest, records=tuple(records))
+
+
+@dataclass(frozen=True)
+class Catalog:
+    tracks: tuple[Track, ...]
+
+    @classmethod
+    def load(cls, records_dir: Path, fetch_cache: Path) -> Catalog:
+        """Raises: ManifestError on any malformed file; NotFound when records_dir is missing."""
+        if not records_dir.is_dir():
+            raise NotFound(f"records directory {records_dir} does not exist")
+        tracks = tuple(
+            load_track(d, fetch_cache)
+            for d in sorted(records_dir.iterdir())
+            if (d / "track.toml").is_file()
+        )
+        return cls(tracks=tracks)
+
+    @cached_property
+    def records(self) -> dict[str, Record]:
+        return {r.id: r for t in self.tracks for r in t.records}
+
+    @cached_property
+    def tasks(self) -> dict[str, Task]:
+        tasks: dict[str, Task] = {}
+        for track in self.tracks:
+            for baseline, reference in zip(track.records, track.records[1:], strict=False):
+                task = Task(track=track.id, baseline=baseline, reference=reference)
+                if task.id not in track.manifest.skip_tasks:
+                    tasks[task.id] = task
+        return tasks
+
+    def track(self, track_id: str) -> Track:
+        for track in self.tracks:
+            if track.id == track_id:
+                return track
+        raise NotFound(f"unknown track {track_id!r}; known: {', '.join(t.id for t in self.tracks)}")
+
+    def record(self, record_id: str) -> Record:
+        try:
+            return self.records[record_id]
+        except KeyError:
+            raise NotFound(
+                f"unknown record {record_id!r}; `speedrun records list` shows them"
+            ) from None
+
+    def task(self, task_id: str) -> Task:
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise NotFound(f"unknown task {task_id!r}; `speedrun tasks list` shows them") from None

@@ -1,0 +1,157 @@
+"""The record manifest and track file: the catalog is data, these are its schemas."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_TRACK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _relative_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or value in ("", "."):
+        raise ValueError(f"{value!r} must be a relative path inside the record")
+    return value
+
+
+class LocalSource(_Strict):
+    """The files sit next to the manifest (our own tiny-track scripts)."""
+
+    kind: Literal["local"]
+
+
+class GitSource(_Strict):
+    """Third-party files, fetched by pinned commit and verified by sha256 (never committed)."""
+
+    kind: Literal["git"]
+    repo: str
+    """https URL of the repository."""
+    commit: str
+    path: str
+    """Path of the training script inside the repository at ``commit``."""
+    sha256: str | None = None
+    """Filled in by ``speedrun records fetch --lock``."""
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, v: str) -> str:
+        if not _COMMIT.match(v):
+            raise ValueError("commit must be a full 40-character lowercase hex sha")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256.match(v):
+            raise ValueError("sha256 must be 64 lowercase hex characters")
+        return v
+
+
+Source = Annotated[LocalSource | GitSource, Field(discriminator="kind")]
+
+
+class LaunchSpec(_Strict):
+    nproc: int = Field(ge=1, le=64)
+    """torchrun --nproc_per_node."""
+    script: str
+    env: dict[str, str] = {}
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str) -> str:
+        return _relative_path(v)
+
+    def argv(self, python: str) -> list[str]:
+        return [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={self.nproc}",
+            self.script,
+        ]
+
+
+class DataNeeds(_Strict):
+    train_shards: int = Field(ge=1)
+    val_tokens: int = Field(ge=1)
+
+
+class Protected(_Strict):
+    hyperparameters: list[str] = []
+    """Names a submission may not change (checked statically by the scorer)."""
+
+
+class Environment(_Strict):
+    image: str
+    torch: str
+
+
+class RecordManifest(_Strict):
+    schema_version: Literal[1] = Field(alias="schema")
+    track: str
+    index: int = Field(ge=0)
+    name: str
+    summary: str = ""
+    files: list[str] = Field(min_length=1)
+    editable: list[str] = Field(min_length=1)
+    target_val_loss: float = Field(gt=0)
+    published_train_seconds: float = Field(gt=0)
+    published_steps: int | None = Field(default=None, ge=1)
+    published_val_loss: float | None = None
+    source: Source
+    launch: LaunchSpec
+    data: DataNeeds
+    protected: Protected = Protected()
+    environment: Environment
+
+    @field_validator("files", "editable")
+    @classmethod
+    def _paths(cls, v: list[str]) -> list[str]:
+        for item in v:
+            _relative_path(item)
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate file names")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RecordManifest:
+        if not _TRACK_ID.match(self.track):
+            raise ValueError(f"track {self.track!r} must match {_TRACK_ID.pattern}")
+        if not set(self.editable) <= set(self.files):
+            raise ValueError("every editable file must also be listed in files")
+        if self.launch.script not in self.files:
+            raise ValueError(f"launch.script {self.launch.script!r} is not listed in files")
+        return self
+
+
+class SyntheticData(_Strict):
+    kind: Literal["synthetic"]
+    seed: int = 0
+    """Seed of the generated corpus (see orchestrator.catalog.synth)."""
+
+
+class FinewebData(_Strict):
+    kind: Literal["fineweb"]
+    repo_id: str
+    """Hugging Face dataset repository holding the tokenized shards."""
+
+
+class TrackManifest(_Strict):
+    schema_version: Literal[1] = Field(alias="schema")
+    id: str
+    name: str
+    description: str = ""
+    data: Annotated[SyntheticData | FinewebData, Field(discriminator="kind")]
+    skip_tasks: list[str] = []
+    """Consecutive-record steps that are not tasks (ids as 'track-rN-rM')."""

@@ -1,0 +1,170 @@
+"""One exception tree for the whole project.
+
+Three failure families are kept apart on purpose (ARCHITECTURE.md):
+
+- InfrastructureError: our side broke (backend, store, scorer harness). Retried,
+  never charged to the agent or the submission.
+- AgentError: the agent did not produce a usable submission (budget exhausted,
+  gave up, broke the tool API rules).
+- SubmissionError: the submitted code is at fault (does not parse, crashes,
+  hangs, floods output, violates a rule).
+
+Everything else is a usage problem (bad input) reported to the user plainly.
+Third-party errors are translated where they are caught, always with ``from e``.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    #: short machine-readable code, stable across releases (used in JSON output)
+    code: str = "error"
+
+
+# --- usage: the user's input is wrong -------------------------------------------------
+
+
+class UsageError(OrchestratorError):
+    """The user asked for something that cannot be done as asked."""
+
+    code = "usage"
+
+
+class NotFound(UsageError, LookupError):
+    code = "not_found"
+
+
+class ConfigError(UsageError, ValueError):
+    """A settings value or config file is invalid."""
+
+    code = "config"
+
+
+class ManifestError(UsageError, ValueError):
+    """A record manifest, track file or hint pack is malformed."""
+
+    code = "manifest"
+
+
+class DataFormatError(UsageError, ValueError):
+    """A data shard does not follow the FineWeb shard format."""
+
+    code = "data_format"
+
+
+# --- infrastructure: our side failed ---------------------------------------------------
+
+
+class InfrastructureError(OrchestratorError):
+    """The platform failed; the attempt is retried, never scored as anyone's fault."""
+
+    code = "infrastructure"
+
+
+class BackendError(InfrastructureError):
+    code = "backend"
+
+
+class SandboxLost(BackendError):
+    """The sandbox died or became unreachable under the agent."""
+
+    code = "sandbox_lost"
+
+
+class SandboxTimeout(BackendError, TimeoutError):
+    code = "sandbox_timeout"
+
+
+class StoreError(InfrastructureError):
+    code = "store"
+
+
+class StaleStateError(StoreError):
+    """A conditional state change found the row in another state (someone else moved it)."""
+
+    code = "stale_state"
+
+
+class ScorerError(InfrastructureError):
+    """The scorer harness itself failed (not the submission)."""
+
+    code = "scorer"
+
+
+class OrchestratorInterrupted(InfrastructureError):
+    """The orchestrator process that owned an attempt died before finishing it."""
+
+    code = "orchestrator_lost"
+
+
+# --- agent: no usable submission -------------------------------------------------------
+
+
+class AgentError(OrchestratorError):
+    code = "agent"
+
+
+class BudgetExceeded(AgentError):
+    code = "budget_exceeded"
+
+
+class NoSubmission(AgentError):
+    code = "no_submission"
+
+
+# --- tool API refusals (the agent asked for something it may not do) --------------------
+
+
+class ToolRefused(AgentError, PermissionError):
+    """A tool API call was refused; the message says why and is shown to the agent."""
+
+    code = "refused"
+    http_status: int = 403
+
+
+class PathRefused(ToolRefused):
+    code = "path_refused"
+
+
+class FileTooLarge(ToolRefused):
+    code = "file_too_large"
+    http_status = 413
+
+
+class NotEditable(ToolRefused):
+    code = "not_editable"
+
+
+class PatchFailed(ToolRefused):
+    code = "patch_failed"
+    http_status = 422
+
+
+class AlreadySubmitted(ToolRefused):
+    code = "already_submitted"
+    http_status = 409
+
+
+class ToolBudgetExceeded(ToolRefused, BudgetExceeded):
+    code = "budget_exceeded"
+    http_status = 429
+
+
+class Unauthorized(ToolRefused):
+    code = "unauthorized"
+    http_status = 401
+
+
+# --- submission: the submitted code is at fault ----------------------------------------
+
+
+class SubmissionError(OrchestratorError):
+    code = "submission"
+
+
+class InvalidSubmission(SubmissionError, ValueError):
+    """Rejected before running: does not parse, wrong files, too large."""
+
+    code = "invalid_submission"

@@ -1,0 +1,1 @@
+"""How a command runs: process groups with limits, output capture and progress parsing."""

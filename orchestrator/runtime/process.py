@@ -1,0 +1,264 @@
+"""Run one command as its own process group, with limits, and watch its output.
+
+Used by the sandbox's experiment runner and by the scorer harness alike. Output
+lines are timestamped on arrival here, in this process: that clock is outside the
+child's reach. Whatever happens, the whole group (and anything carrying the run's
+label) is killed before the result is returned, so nothing lingers to rewrite
+results after the fact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import enum
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from orchestrator.runtime import procs
+
+_READ_CHUNK = 64 * 1024
+_MAX_LINE = 64 * 1024  # a "line" longer than this is cut; floods without newlines stay bounded
+_MEMORY_POLL_S = 0.5
+_DRAIN_AFTER_EXIT_S = 2.0
+_EXIT_POLL_S = 0.02
+
+
+class ExitReason(enum.StrEnum):
+    EXITED = "exited"
+    STOPPED = "stopped"  # the watcher asked to stop (e.g. target reached)
+    TIMED_OUT = "timed_out"
+    OUTPUT_LIMIT = "output_limit"
+    MEMORY_LIMIT = "memory_limit"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class ProcessLimits:
+    timeout_s: float
+    max_output_bytes: int = 8 * 1024 * 1024
+    memory_bytes: int | None = None
+    tail_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    t: float
+    """Seconds since launch, read from this process's monotonic clock on arrival."""
+    text: str
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    reason: ExitReason
+    returncode: int | None
+    wall_s: float
+    output_bytes: int
+    tail: str
+    peak_rss_bytes: int
+
+    @property
+    def succeeded(self) -> bool:
+        return self.reason in (ExitReason.EXITED, ExitReason.STOPPED) and (
+            self.reason is ExitReason.STOPPED or self.returncode == 0
+        )
+
+
+LineWatcher = Callable[[OutputLine], bool | None]
+"""Called for every output line; returning True stops the run (reason STOPPED)."""
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL if the orchestrator dies, so a kill -9 leaves no runner."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class _Output:
+    """Splits the byte stream into lines, keeps a bounded tail and an optional log file."""
+
+    def __init__(self, limits: ProcessLimits, log: IO[bytes] | None, start: float) -> None:
+        self._limits = limits
+        self._log = log
+        self._start = start
+        self._partial = b""
+        self._tail: deque[bytes] = deque()
+        self._tail_size = 0
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> list[OutputLine]:
+        now = time.monotonic() - self._start
+        self.total += len(chunk)
+        if self._log is not None:
+            self._log.write(chunk)
+        self._remember(chunk)
+        data = self._partial + chunk
+        *complete, self._partial = data.split(b"\n")
+        if len(self._partial) > _MAX_LINE:
+            complete.append(self._partial[:_MAX_LINE])
+            self._partial = b""
+        return [OutputLine(now, line.decode(errors="replace").rstrip("\r")) for line in complete]
+
+    def flush(self) -> list[OutputLine]:
+        if not self._partial:
+            return []
+        line = OutputLine(time.monotonic() - self._start, self._partial.decode(errors="replace"))
+        self._partial = b""
+        return [line]
+
+    def _remember(self, chunk: bytes) -> None:
+        self._tail.append(chunk)
+        self._tail_size += len(chunk)
+        while self._tail_size - len(self._tail[0]) >= self._limits.tail_bytes:
+            self._tail_size -= len(self._tail.popleft())
+
+    def tail(self) -> str:
+        data = b"".join(self._tail)[-self._limits.tail_bytes :]
+        return data.decode(errors="replace")
+
+
+async def run_process_group(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    limits: ProcessLimits,
+    label: str,
+    log_path: Path | None = None,
+    on_line: LineWatcher | None = None,
+) -> ProcessResult:
+    """Run ``argv`` in a new session; return once it and all it spawned are gone.
+
+    Raises:
+        FileNotFoundError: ``argv[0]`` does not exist.
+        asyncio.CancelledError: when the caller is cancelled (the group is killed first).
+    """
+    child_env = {**env, procs.LABEL_ENV: label}
+    start = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=child_env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    assert proc.stdout is not None
+    log = log_path.open("wb") if log_path is not None else None
+    output = _Output(limits, log, start)
+    reason = ExitReason.EXITED
+    peak_rss = 0
+
+    def finish(why: ExitReason) -> None:
+        nonlocal reason
+        if reason is ExitReason.EXITED:
+            reason = why
+        procs.kill_group(proc.pid)
+        procs.kill_labelled(label)
+
+    async def watch_memory() -> None:
+        nonlocal peak_rss
+        while True:
+            rss = procs.session_rss_bytes(proc.pid)
+            peak_rss = max(peak_rss, rss)
+            if limits.memory_bytes is not None and rss > limits.memory_bytes:
+                finish(ExitReason.MEMORY_LIMIT)
+                return
+            await asyncio.sleep(_MEMORY_POLL_S)
+
+    async def pump() -> None:
+        while chunk := await proc.stdout.read(_READ_CHUNK):
+            lines = output.feed(chunk)
+            if output.total > limits.max_output_bytes:
+                finish(ExitReason.OUTPUT_LIMIT)
+                return
+            for line in lines:
+                if on_line is not None and on_line(line):
+                    finish(ExitReason.STOPPED)
+                    return
+        for line in output.flush():
+            if on_line is not None and on_line(line):
+                finish(ExitReason.STOPPED)
+
+    memory_task = asyncio.create_task(watch_memory())
+    pump_task = asyncio.create_task(pump())
+    wait_task = asyncio.create_task(_exited(proc))
+    deadline = start + limits.timeout_s
+    try:
+        # Wait for the main process, not for the pipe: a child may keep the pipe open
+        # (or the process may close it and run on), and neither may outlast the deadline.
+        pending: set[asyncio.Task[object]] = {pump_task, wait_task}
+        while not wait_task.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                finish(ExitReason.TIMED_OUT)
+                await wait_task
+                break
+            _, pending = await asyncio.wait(
+                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        returncode = wait_task.result()
+        wall_s = time.monotonic() - start
+        procs.kill_group(proc.pid)
+        procs.kill_labelled(label)
+        try:
+            await asyncio.wait_for(pump_task, timeout=_DRAIN_AFTER_EXIT_S)
+        except TimeoutError:
+            pass
+        await proc.wait()  # reap; every writer of the pipe is dead by now
+    except asyncio.CancelledError:
+        reason = ExitReason.CANCELLED
+        raise
+    finally:
+        memory_task.cancel()
+        procs.kill_group(proc.pid)
+        procs.kill_labelled(label)
+        for task in (pump_task, wait_task):
+            if not task.done():
+                task.cancel()
+        if log is not None:
+            log.close()
+    return ProcessResult(
+        reason=reason,
+        returncode=returncode,
+        wall_s=wall_s,
+        output_bytes=output.total,
+        tail=output.tail(),
+        peak_rss_bytes=peak_rss,
+    )
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> int:
+    """The main process's exit code, without waiting for its pipes to close.
+
+    asyncio's ``Process.wait()`` also waits for the pipes, which a leftover child can
+    hold open forever; the return code is set as soon as the process itself is reaped.
+    """
+    while proc.returncode is None:
+        await asyncio.sleep(_EXIT_POLL_S)
+    return proc.returncode
+
+
+def label_for(*parts: str) -> str:
+    """A process label: ``speedrun/<attempt>/<what>``; prefixes select whole attempts."""
+    return "/".join(("speedrun", *parts))
+
+
+def inherited_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A minimal environment for untrusted runs: PATH, locale and the caller's extras only.
+
+    Secrets in the orchestrator's environment (API keys, kube credentials) never pass.
+    """
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(extra or {})
+    return env
