@@ -1,0 +1,1 @@
+"""The sandbox: workspace rules, the restricted tool API (server and client), experiments."""

@@ -1,0 +1,142 @@
+"""Wire models of the restricted tool API, shared by server and client.
+
+Also the sandbox's start-up config, which the backend writes and the server reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.settings import SandboxLimits
+
+API_PREFIX = "/v1"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SandboxConfig(_Wire):
+    """Everything the tool API server needs; written by the backend, 0600, outside the workspace."""
+
+    attempt_id: str
+    workspace: Path
+    state_dir: Path
+    """Private to the server: experiment run folders and logs."""
+    editable: list[str]
+    launch_argv: list[str]
+    launch_env: dict[str, str]
+    target_val_loss: float
+    limits: SandboxLimits
+    agent_token: str
+    admin_token: str
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+class FileEntry(_Wire):
+    path: str
+    size: int
+    editable: bool
+
+
+class FileList(_Wire):
+    files: list[FileEntry]
+    version: int
+
+
+class FileContent(_Wire):
+    path: str
+    content: str
+    version: int
+
+
+class WriteFile(_Wire):
+    content: str = Field(description="Full new text of the file (UTF-8).")
+
+
+class ApplyPatch(_Wire):
+    diff: str = Field(description="A unified diff against editable files of the workspace.")
+
+
+class WriteResult(_Wire):
+    version: int
+    """Workspace version after the change."""
+    changed: list[str]
+
+
+class RunExperiment(_Wire):
+    wait: bool = Field(default=True, description="Block until the experiment ends.")
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="Wall-time limit; capped by the attempt's limit."
+    )
+
+
+class ExperimentMetrics(_Wire):
+    steps_seen: int = 0
+    total_steps: int | None = None
+    last_step: int | None = None
+    val_loss: float | None = None
+    """Most recent validation loss reported."""
+    train_time_ms: float | None = None
+    reached_target: bool = False
+    time_to_target_s: float | None = None
+    """Seconds from launch to the first progress line at or below the target (sandbox clock)."""
+
+
+class Experiment(_Wire):
+    number: int
+    workspace_version: int
+    status: Literal["running", "finished"]
+    reason: str | None = None
+    """exited, timed_out, output_limit, memory_limit, cancelled (when finished)."""
+    returncode: int | None = None
+    wall_s: float | None = None
+    metrics: ExperimentMetrics
+    log_tail: str = ""
+
+
+class ExperimentLog(_Wire):
+    number: int
+    offset: int
+    content: str
+    size: int
+    """Total size of the log so far; read again from offset+len(content) to follow it."""
+
+
+class SubmitResult(_Wire):
+    version: int
+    files: dict[str, str]
+    """Submitted editable files: path -> sha256."""
+
+
+class ErrorBody(_Wire):
+    error: str
+    message: str
+
+
+class JournalEntry(_Wire):
+    seq: int
+    op: str
+    request: dict[str, Any]
+    status: int
+    error: str | None = None
+    duration_ms: float
+    created_at: float
+
+
+class WorkspaceVersionOut(_Wire):
+    number: int
+    parent: int | None
+    files: dict[str, str]
+    """path -> content (UTF-8 text, workspace files are text only)."""
+
+
+class JournalPage(_Wire):
+    calls: list[JournalEntry]
+    versions: list[WorkspaceVersionOut]
+    experiments: list[Experiment]
+    submitted_version: int | None
