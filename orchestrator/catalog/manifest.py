@@ -136,9 +136,9 @@ class RecordManifest(_Strict):
 
 
 class SyntheticData(_Strict):
+    """The generated corpus of orchestrator.catalog.synth, with its default spec."""
+
     kind: Literal["synthetic"]
-    seed: int = 0
-    """Seed of the generated corpus (see orchestrator.catalog.synth)."""
 
 
 class FinewebData(_Strict):

@@ -1,0 +1,146 @@
+"""The one backend interface: where sandboxes and scorer jobs run.
+
+local, docker, kubernetes and slurm each implement it and pass the same
+conformance suite (tests/conformance). Lifecycle: ``start_sandbox`` ...
+``stop_sandbox(interrupted=...)``; ``run_scorer`` for each scoring session;
+``reclaim`` for what a dead orchestrator left; ``cleanup`` for anything leaked.
+Teardown is always explicit: nothing relies on ``__del__``.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+
+from orchestrator.errors import SandboxLost
+from orchestrator.sandbox.api import JournalPage
+from orchestrator.scorer.plan import HarnessEvent, HarnessResult, ScoringPlan
+from orchestrator.settings import SandboxLimits
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    attempt_id: str
+    files: Mapping[str, bytes]
+    """Record N's files only: no history, no later records."""
+    editable: list[str]
+    launch_argv: list[str]
+    """``{python}`` stands for the sandbox's interpreter."""
+    launch_env: Mapping[str, str]
+    """Record launch env plus the agent-visible data paths."""
+    target_val_loss: float
+    limits: SandboxLimits
+
+
+class Sandbox(abc.ABC):
+    """A running sandbox: a tool API endpoint for the agent, an admin view for us."""
+
+    attempt_id: str
+    tool_url: str
+    agent_token: str
+
+    @property
+    @abc.abstractmethod
+    def handle(self) -> dict[str, Any]:
+        """JSON-able facts another orchestrator needs to reclaim this sandbox."""
+
+    @abc.abstractmethod
+    def _admin(self) -> tuple[str, str]:
+        """(base URL, admin token) of the tool API's admin side."""
+
+    async def _admin_get(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        base, token = self._admin()
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=30.0) as http:
+                response = await http.get(
+                    path, params=params, headers={"Authorization": f"Bearer {token}"}
+                )
+        except httpx.TransportError as e:
+            raise SandboxLost(f"sandbox {self.attempt_id} unreachable: {e}") from e
+        if not response.is_success:
+            raise SandboxLost(
+                f"sandbox {self.attempt_id} admin {path} answered {response.status_code}"
+            )
+        return response.content
+
+    async def journal(self, after_call: int, after_version: int) -> JournalPage:
+        """Raises: SandboxLost."""
+        raw = await self._admin_get(
+            "/admin/journal", {"after_call": after_call, "after_version": after_version}
+        )
+        return JournalPage.model_validate_json(raw)
+
+    async def submission(self) -> dict[str, bytes]:
+        """The submitted editable files. Raises: SandboxLost."""
+        files: dict[str, str] = json.loads(await self._admin_get("/admin/submission"))
+        return {path: text.encode("utf-8") for path, text in files.items()}
+
+
+EventSink = Callable[[HarnessEvent], None]
+
+
+class Backend(abc.ABC):
+    name: ClassVar[str]
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @abc.abstractmethod
+    async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        """Start the sandbox and its tool API; return once the API answers.
+
+        Raises:
+            BackendError: the sandbox could not be started (infrastructure).
+        """
+
+    @abc.abstractmethod
+    async def stop_sandbox(self, sandbox: Sandbox, *, interrupted: bool) -> None:
+        """Kill everything in the sandbox and remove its resources.
+
+        ``interrupted`` is True when the attempt is being abandoned (error, timeout,
+        cancel) rather than finished; backends may keep evidence for debugging then.
+
+        Raises:
+            BackendError: resources could not be removed (``cleanup`` will retry).
+        """
+
+    @abc.abstractmethod
+    async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
+        """Destroy the sandbox of an attempt whose orchestrator died.
+
+        Raises:
+            BackendError: resources could not be removed.
+        """
+
+    @abc.abstractmethod
+    async def run_scorer(self, plan: ScoringPlan, on_event: EventSink) -> HarnessResult:
+        """Run the scorer harness on ``plan`` in a fresh scorer environment.
+
+        Raises:
+            ScorerError: the harness failed or produced no results (infrastructure).
+            BackendError: the scorer environment could not be started.
+        """
+
+    @abc.abstractmethod
+    async def cleanup(self, keep: Collection[str]) -> list[str]:
+        """Remove every labelled resource whose owner id is not in ``keep``.
+
+        Returns a description of each resource removed.
+        """
+
+    async def aclose(self) -> None:
+        """Release clients and connections (not sandboxes: those are stopped explicitly)."""
+
+
+def owner_of(label: str) -> str | None:
+    """The attempt or session id in a process/resource label ``speedrun/<id>/...``."""
+    parts = label.split("/")
+    return parts[1] if len(parts) > 1 and parts[0] == "speedrun" else None

@@ -1,0 +1,221 @@
+"""The local backend, the embedded default: sandboxes are folders plus a child process.
+
+A sandbox is a private folder ``<home>/workspaces/<attempt>/`` with the workspace
+(record N's files only) and the tool API server's private state; experiments run
+as process groups of that server. The scorer harness runs as a separate process
+tree from a fresh folder. Every process carries a ``speedrun/<id>/...`` label, so
+``cleanup`` and ``reclaim`` find what a crash left behind.
+
+This backend isolates by convention (separate folders, confined tool API, minimal
+environment), not by the kernel: it is for the tiny track and trusted development.
+The docker and kubernetes backends are the security boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec, owner_of
+from orchestrator.errors import BackendError, ScorerError
+from orchestrator.runtime import procs
+from orchestrator.runtime.process import (
+    ProcessLimits,
+    inherited_env,
+    label_for,
+    run_process_group,
+)
+from orchestrator.sandbox.api import SandboxConfig
+from orchestrator.scorer.plan import HarnessEvent, HarnessResult, ScoringPlan
+from orchestrator.settings import Settings
+
+_START_TIMEOUT_S = 30.0
+_STOP_GRACE_S = 5.0
+_HARNESS_SLACK_S = 120.0
+
+
+def _python_argv(argv: list[str]) -> list[str]:
+    return [sys.executable if a == "{python}" else a for a in argv]
+
+
+class LocalSandbox(Sandbox):
+    def __init__(
+        self, attempt_id: str, root: Path, proc: subprocess.Popen[bytes], port: int, admin_token: str,
+        agent_token: str,
+    ) -> None:
+        self.attempt_id = attempt_id
+        self.root = root
+        self.proc = proc
+        self.tool_url = f"http://127.0.0.1:{port}"
+        self.agent_token = agent_token
+        self._admin_token = admin_token
+
+    @property
+    def handle(self) -> dict[str, Any]:
+        return {"root": str(self.root), "pid": self.proc.pid, "url": self.tool_url}
+
+    def _admin(self) -> tuple[str, str]:
+        return self.tool_url, self._admin_token
+
+
+class LocalBackend(Backend):
+    name: ClassVar[str] = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._workspaces = settings.workspaces_dir
+        self._scoring = settings.scoring_dir
+
+    async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        root = self._workspaces / spec.attempt_id
+        if root.exists():
+            shutil.rmtree(root)
+        workspace, state = root / "workspace", root / "state"
+        try:
+            workspace.mkdir(parents=True)
+            state.mkdir(mode=0o700)
+            for rel, data in spec.files.items():
+                target = workspace / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            agent_token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+            config = SandboxConfig(
+                attempt_id=spec.attempt_id,
+                workspace=workspace,
+                state_dir=state,
+                editable=spec.editable,
+                launch_argv=_python_argv(spec.launch_argv),
+                launch_env=inherited_env({**spec.launch_env, "PYTHONUNBUFFERED": "1"}),
+                target_val_loss=spec.target_val_loss,
+                limits=spec.limits,
+                agent_token=agent_token,
+                admin_token=admin_token,
+            )
+            config_path = state / "config.json"
+            fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(config.model_dump_json())
+            log = (state / "server.log").open("wb")
+        except OSError as e:
+            raise BackendError(f"cannot prepare sandbox folder {root}: {e}") from e
+        env = inherited_env({procs.LABEL_ENV: label_for(spec.attempt_id, "sandbox")})
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        with log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.sandbox.server", str(config_path)],
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        port = await self._wait_for_port(proc, state)
+        sandbox = LocalSandbox(spec.attempt_id, root, proc, port, admin_token, agent_token)
+        await self._wait_healthy(sandbox)
+        return sandbox
+
+    async def _wait_for_port(self, proc: subprocess.Popen[bytes], state: Path) -> int:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        port_file = state / "port"
+        while time.monotonic() < deadline:
+            if port_file.exists():
+                return int(port_file.read_text())
+            if proc.poll() is not None:
+                tail = (state / "server.log").read_text(errors="replace")[-2000:]
+                raise BackendError(f"tool API server exited with {proc.returncode}: {tail}")
+            await asyncio.sleep(0.05)
+        procs.kill_group(proc.pid)
+        raise BackendError(f"tool API server did not start within {_START_TIMEOUT_S:.0f}s")
+
+    async def _wait_healthy(self, sandbox: LocalSandbox) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as http:
+                (await http.get(f"{sandbox.tool_url}/healthz")).raise_for_status()
+        except httpx.HTTPError as e:
+            await self.stop_sandbox(sandbox, interrupted=True)
+            raise BackendError(f"tool API server not healthy: {e}") from e
+
+    async def stop_sandbox(self, sandbox: Sandbox, *, interrupted: bool) -> None:
+        assert isinstance(sandbox, LocalSandbox)
+        proc = sandbox.proc
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)  # lets the server kill its experiments
+            deadline = time.monotonic() + _STOP_GRACE_S
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        await self.reclaim(sandbox.attempt_id, sandbox.handle)
+        proc.poll()
+
+    async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
+        procs.kill_labelled(label_for(attempt_id) + "/")
+        root = Path(handle.get("root", self._workspaces / attempt_id))
+        try:
+            if root.exists():
+                await asyncio.to_thread(shutil.rmtree, root)
+        except OSError as e:
+            raise BackendError(f"cannot remove sandbox folder {root}: {e}") from e
+
+    async def run_scorer(self, plan: ScoringPlan, on_event: EventSink) -> HarnessResult:
+        self._scoring.mkdir(parents=True, exist_ok=True)
+        out_dir = Path(tempfile.mkdtemp(prefix=f"{plan.session_id}-", dir=self._scoring))
+        plan_path = out_dir / "plan.json"
+        plan_path.write_text(plan.model_dump_json())
+        budget = sum(r.timeout_s for r in plan.runs) + _HARNESS_SLACK_S
+
+        def forward(line: Any) -> None:
+            text = line.text.strip()
+            if text.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    on_event(HarnessEvent.model_validate_json(text))
+
+        env = inherited_env({"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+        try:
+            result = await run_process_group(
+                [sys.executable, "-m", "orchestrator.scorer.harness", str(plan_path), str(out_dir)],
+                cwd=out_dir,
+                env=env,
+                limits=ProcessLimits(timeout_s=budget, max_output_bytes=64 * 1024 * 1024),
+                label=label_for(plan.session_id, "harness"),
+                on_line=forward,
+            )
+            results = out_dir / "results.json"
+            if not result.succeeded or not results.exists():
+                raise ScorerError(
+                    f"scorer harness ended {result.reason} (code {result.returncode}): "
+                    f"{result.tail[-2000:]}"
+                )
+            return HarnessResult.model_validate_json(results.read_text())
+        finally:
+            await asyncio.to_thread(shutil.rmtree, out_dir, True)
+
+    async def cleanup(self, keep: Collection[str]) -> list[str]:
+        removed: list[str] = []
+        for pid, label in procs.find_labelled("speedrun/").items():
+            owner = owner_of(label)
+            if owner is not None and owner not in keep:
+                procs.kill_labelled(label)
+                removed.append(f"process {pid} ({label})")
+        for base in (self._workspaces, self._scoring):
+            if not base.is_dir():
+                continue
+            for entry in base.iterdir():
+                owner = entry.name.split("-", 1)[0] if base == self._scoring else entry.name
+                if owner not in keep:
+                    await asyncio.to_thread(shutil.rmtree, entry, True)
+                    removed.append(f"folder {entry}")
+        return removed

@@ -1,0 +1,73 @@
+"""Training data for a track: where the shards are, generated or downloaded on first use.
+
+Two validation shards exist per track: the one sandboxes see during experiments,
+and a held-out one only the scorer mounts (THREATS.md #6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.catalog.catalog import Track
+from orchestrator.catalog.manifest import FinewebData, SyntheticData
+from orchestrator.errors import NotFound
+
+_DONE = "COMPLETE"
+
+
+@dataclass(frozen=True)
+class TrackData:
+    train_glob: str
+    val_glob: str
+    heldout_val_glob: str
+
+    def env(self, *, val_tokens: int, heldout: bool) -> dict[str, str]:
+        """The NANOGPT_* variables every record reads its data from."""
+        return {
+            "NANOGPT_TRAIN_FILES": self.train_glob,
+            "NANOGPT_VAL_FILES": self.heldout_val_glob if heldout else self.val_glob,
+            "NANOGPT_VAL_TOKENS": str(val_tokens),
+        }
+
+
+def ensure_track_data(
+    track: Track, data_dir: Path, progress: Callable[[str], None] | None = None
+) -> TrackData:
+    """Raises: NotFound when the track's data cannot be produced here."""
+    spec = track.manifest.data
+    if isinstance(spec, SyntheticData):
+        return _synthetic(data_dir / track.id, progress)
+    assert isinstance(spec, FinewebData)
+    root = data_dir / track.id
+    if not (root / _DONE).exists():
+        raise NotFound(
+            f"track {track.id}: FineWeb shards are not in {root}; "
+            f"run `speedrun data fetch --track {track.id}` first"
+        )
+    return _layout(root)
+
+
+def _layout(root: Path) -> TrackData:
+    return TrackData(
+        train_glob=str(root / "train_*.bin"),
+        val_glob=str(root / "val_0*.bin"),
+        heldout_val_glob=str(root / "val_heldout_*.bin"),
+    )
+
+
+def _synthetic(root: Path, progress: Callable[[str], None] | None) -> TrackData:
+    from orchestrator.catalog.synth import SynthSpec, generate_corpus
+
+    spec = SynthSpec()
+    marker = root / _DONE
+    wanted = spec.model_dump_json()
+    if not marker.exists() or marker.read_text() != wanted:
+        if progress is not None:
+            progress(f"generating the synthetic corpus in {root}")
+        root.mkdir(parents=True, exist_ok=True)
+        generate_corpus(root, spec, progress)
+        marker.write_text(wanted)
+    return _layout(root)
+

@@ -1,0 +1,1 @@
+"""The scorer: times baseline, reference and submission where the submission cannot reach."""

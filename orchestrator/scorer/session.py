@@ -1,0 +1,115 @@
+"""One scoring session: baseline, reference and submissions, interleaved, R repeats.
+
+Runs of one repeat share a scorer-chosen seed, so the comparison is paired; the
+order alternates between repeats so no role always runs first on a warm machine.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+from orchestrator.backends.base import Backend, EventSink
+from orchestrator.catalog.catalog import Record, Task
+from orchestrator.catalog.data import TrackData
+from orchestrator.scorer.fingerprint import fingerprint_hash
+from orchestrator.scorer.plan import PlannedRun, Role, ScoringPlan
+from orchestrator.scorer.score import Score, check_controls, score_submission
+from orchestrator.settings import ScorerSettings
+
+
+def _texts(record: Record) -> dict[str, str]:
+    return {path: data.decode("utf-8") for path, data in record.read_files().items()}
+
+
+def _timeout(settings: ScorerSettings, published_s: float) -> float:
+    return published_s * settings.timeout_factor + settings.startup_allowance_s
+
+
+def build_plan(
+    *,
+    session_id: str,
+    task: Task,
+    data: TrackData,
+    submissions: Mapping[str, Mapping[str, str]],
+    settings: ScorerSettings,
+    seeds: list[int] | None = None,
+) -> ScoringPlan:
+    """``submissions``: attempt id -> validated files (path -> text)."""
+    seeds = seeds or [secrets.randbelow(2**31) for _ in range(settings.repeats)]
+    base, ref = task.baseline.manifest, task.reference.manifest
+    file_sets = {"baseline": _texts(task.baseline), "reference": _texts(task.reference)}
+    for attempt_id, files in submissions.items():
+        file_sets[f"sub-{attempt_id}"] = {**file_sets["baseline"], **files}
+
+    def env_of(record: Record) -> dict[str, str]:
+        m = record.manifest
+        return {**m.launch.env, **data.env(val_tokens=m.data.val_tokens, heldout=True)}
+
+    runs: list[PlannedRun] = []
+    for repeat, seed in enumerate(seeds):
+        controls = [
+            PlannedRun(
+                label=f"r{repeat}-baseline", role=Role.BASELINE, repeat=repeat, seed=seed,
+                files="baseline", argv=base.launch.argv("{python}"), env=env_of(task.baseline),
+                timeout_s=_timeout(settings, base.published_train_seconds),
+            ),
+            PlannedRun(
+                label=f"r{repeat}-reference", role=Role.REFERENCE, repeat=repeat, seed=seed,
+                files="reference", argv=ref.launch.argv("{python}"), env=env_of(task.reference),
+                timeout_s=_timeout(settings, ref.published_train_seconds),
+            ),
+        ]
+        subs = [
+            PlannedRun(
+                label=f"r{repeat}-sub-{attempt_id}", role=Role.SUBMISSION, attempt_id=attempt_id,
+                repeat=repeat, seed=seed, files=f"sub-{attempt_id}",
+                argv=base.launch.argv("{python}"), env=env_of(task.baseline),
+                # the submission gets the baseline's allowance: it must be no slower to count
+                timeout_s=_timeout(settings, base.published_train_seconds),
+            )
+            for attempt_id in submissions
+        ]
+        first, last = (controls[0], controls[1]) if repeat % 2 == 0 else (controls[1], controls[0])
+        runs.extend([first, *subs, last])
+    return ScoringPlan(
+        session_id=session_id,
+        task_id=task.id,
+        target_val_loss=task.target_val_loss,
+        max_output_bytes=settings.max_output_bytes,
+        memory_bytes=settings.memory_bytes,
+        file_sets=file_sets,
+        runs=runs,
+    )
+
+
+async def run_session(
+    backend: Backend,
+    plan: ScoringPlan,
+    attempt_ids: list[str],
+    on_event: EventSink,
+) -> list[Score]:
+    """Score every submission in the plan.
+
+    Raises:
+        ControlRunsFailed: baseline or reference failed (infrastructure).
+        ScorerError, BackendError: the scorer environment failed (infrastructure).
+    """
+    result = await backend.run_scorer(plan, on_event)
+    baseline, reference = check_controls(result.measurements)
+    fp_hash = fingerprint_hash(result.fingerprint)
+    repeats = len({r.repeat for r in plan.runs})
+    return [
+        score_submission(
+            session_id=plan.session_id,
+            task_id=plan.task_id,
+            attempt_id=attempt_id,
+            measurements=result.measurements,
+            baseline=baseline,
+            reference=reference,
+            repeats=repeats,
+            fingerprint=result.fingerprint,
+            fingerprint_hash=fp_hash,
+        )
+        for attempt_id in attempt_ids
+    ]
