@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL; default: SQLite at <home>/speedrun.db."""
     records_dir: Path = Field(default_factory=_default_records_dir)
+    data_root: Path | None = None
+    """Where track data lives; default <home>/data. Shareable between homes."""
     backend: str = "local"
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -113,7 +115,7 @@ class Settings(BaseSettings):
 
     @property
     def data_dir(self) -> Path:
-        return self.home / "data"
+        return self.data_root or self.home / "data"
 
     @property
     def workspaces_dir(self) -> Path:

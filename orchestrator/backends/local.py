@@ -32,7 +32,9 @@ import httpx
 from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec, owner_of
 from orchestrator.errors import BackendError, ScorerError
 from orchestrator.runtime import procs
+from orchestrator.log import get_logger
 from orchestrator.runtime.process import (
+    OutputLine,
     ProcessLimits,
     inherited_env,
     label_for,
@@ -41,6 +43,8 @@ from orchestrator.runtime.process import (
 from orchestrator.sandbox.api import SandboxConfig
 from orchestrator.scorer.plan import HarnessEvent, HarnessResult, ScoringPlan
 from orchestrator.settings import Settings
+
+log = get_logger(__name__)
 
 _START_TIMEOUT_S = 30.0
 _STOP_GRACE_S = 5.0
@@ -163,7 +167,9 @@ class LocalBackend(Backend):
 
     async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
         procs.kill_labelled(label_for(attempt_id) + "/")
-        root = Path(handle.get("root", self._workspaces / attempt_id))
+        if "scoring_session" in handle:
+            procs.kill_labelled(label_for(handle["scoring_session"]) + "/")
+        root = self._workspaces / attempt_id
         try:
             if root.exists():
                 await asyncio.to_thread(shutil.rmtree, root)
@@ -177,11 +183,16 @@ class LocalBackend(Backend):
         plan_path.write_text(plan.model_dump_json())
         budget = sum(r.timeout_s for r in plan.runs) + _HARNESS_SLACK_S
 
-        def forward(line: Any) -> None:
+        def forward(line: OutputLine) -> None:
             text = line.text.strip()
-            if text.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    on_event(HarnessEvent.model_validate_json(text))
+            if not text.startswith("{"):
+                return
+            try:
+                event = HarnessEvent.model_validate_json(text)
+            except ValueError as e:
+                log.warning("unreadable scorer harness event", error=str(e)[:500])
+                return
+            on_event(event)
 
         env = inherited_env({"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
         try:

@@ -66,20 +66,20 @@ class Flag(enum.StrEnum):
 class RunMeasurement(_Model):
     label: str
     role: Role
-    attempt_id: str | None
+    attempt_id: str | None = None
     repeat: int
     seed: int
     reason: str
     """How the process ended: stopped (target reached), exited, timed_out, ..."""
-    returncode: int | None
+    returncode: int | None = None
     reached_target: bool
-    seconds_to_target: float | None
+    seconds_to_target: float | None = None
     """Scorer's clock: launch to the arrival of the first line at or below the target."""
-    reported_train_ms: float | None
+    reported_train_ms: float | None = None
     """train_time the script printed on that line (not trusted on its own)."""
-    val_loss: float | None
+    val_loss: float | None = None
     """Loss on the target line, else the last reported loss."""
-    step: int | None
+    step: int | None = None
     wall_s: float
     output_bytes: int
     flags: list[Flag] = Field(default_factory=list)

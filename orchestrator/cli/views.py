@@ -1,0 +1,125 @@
+"""What the CLI shows: plain dicts for --json, rich tables for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.catalog.catalog import Record, Task
+from orchestrator.domain import Attempt
+
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "track": task.track,
+        "baseline": task.baseline.id,
+        "reference": task.reference.id,
+        "target_val_loss": task.target_val_loss,
+        "baseline_seconds": task.baseline_seconds,
+        "reference_seconds": task.reference_seconds,
+        "editable": task.editable,
+        "summary": task.reference.manifest.summary,
+    }
+
+
+def record_view(record: Record) -> dict[str, Any]:
+    m = record.manifest
+    return {
+        "id": record.id,
+        "track": m.track,
+        "index": m.index,
+        "name": m.name,
+        "summary": m.summary,
+        "published_train_seconds": m.published_train_seconds,
+        "published_steps": m.published_steps,
+        "published_val_loss": m.published_val_loss,
+        "target_val_loss": m.target_val_loss,
+        "files": m.files,
+        "editable": m.editable,
+        "available": record.is_available,
+        "source": m.source.model_dump(),
+        "launch": m.launch.model_dump(),
+        "data": m.data.model_dump(),
+        "protected": m.protected.model_dump(),
+        "environment": m.environment.model_dump(),
+        "manifest": str(record.manifest_path),
+    }
+
+
+def attempt_view(attempt: Attempt, score: dict[str, Any] | None) -> dict[str, Any]:
+    score = score or {}
+    return {
+        "attempt_id": attempt.id,
+        "task": attempt.task_id,
+        "agent": attempt.agent,
+        "backend": attempt.backend,
+        "state": attempt.state.value,
+        "outcome": attempt.outcome.value if attempt.outcome else None,
+        "reason": attempt.reason,
+        "fsr": score.get("fsr"),
+        "baseline_seconds": score.get("baseline_seconds"),
+        "reference_seconds": score.get("reference_seconds"),
+        "submission_seconds": score.get("submission_seconds"),
+        "val_loss": score.get("val_loss"),
+        "reached_target": score.get("reached_target", False),
+        "flags": score.get("flags", []),
+        "repeats": score.get("repeats"),
+        "fingerprint_hash": score.get("fingerprint_hash"),
+        "created_at": attempt.created_at,
+        "updated_at": attempt.updated_at,
+    }
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _num(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def tasks_table(tasks: list[Task]) -> Table:
+    table = Table(title="Tasks")
+    for col in ("task", "baseline (s)", "reference (s)", "target", "what changed"):
+        table.add_column(col)
+    for t in tasks:
+        table.add_row(
+            t.id, _num(t.baseline_seconds, "{:.1f}"), _num(t.reference_seconds, "{:.1f}"),
+            f"{t.target_val_loss}", t.reference.manifest.summary,
+        )
+    return table
+
+
+def records_table(records: list[Record]) -> Table:
+    table = Table(title="Records")
+    for col in ("record", "name", "time (s)", "steps", "files here"):
+        table.add_column(col)
+    for r in records:
+        m = r.manifest
+        table.add_row(
+            r.id, m.name, _num(m.published_train_seconds, "{:.1f}"),
+            str(m.published_steps or "-"), "yes" if r.is_available else "no",
+        )
+    return table
+
+
+def attempts_table(rows: list[dict[str, Any]], title: str = "Attempts") -> Table:
+    table = Table(title=title)
+    for col in ("attempt", "task", "agent", "state", "outcome", "baseline (s)", "reference (s)",
+                "submission (s)", "val_loss", "FSR", "flags"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["attempt_id"], r["task"], r["agent"], r["state"], r["outcome"] or "-",
+            _num(r["baseline_seconds"]), _num(r["reference_seconds"]),
+            _num(r["submission_seconds"]), _num(r["val_loss"], "{:.4f}"),
+            _num(r["fsr"], "{:.3f}"), ", ".join(r["flags"]) or "-",
+        )
+    return table

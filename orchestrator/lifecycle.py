@@ -1,0 +1,455 @@
+"""The attempt lifecycle: record, provision, act, submit, score; and recovery after a crash.
+
+States move only by conditional writes (see orchestrator.store). An orchestrator
+holds a lease on each attempt it works on and renews it; an attempt whose owner is
+gone is recovered by the next orchestrator to start:
+
+- lost before a submission was stored (pending, provisioning, acting): its
+  sandbox is reclaimed and it ends as an infrastructure failure;
+- lost after (scoring): it is scored again from the stored submission. The score
+  and the state change are written in one transaction, so it is never scored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from agent_runtimes.base import AgentContext, TaskBrief, create_agent
+from orchestrator.backends.base import Backend, Sandbox, SandboxSpec
+from orchestrator.catalog.catalog import Catalog, Task
+from orchestrator.catalog.data import TrackData, ensure_track_data
+from orchestrator.domain import ACTIVE_STATES, Attempt, AttemptState, ExperimentRecord, Outcome, ToolCall
+from orchestrator.errors import (
+    AgentError,
+    InfrastructureError,
+    InvalidSubmission,
+    NoSubmission,
+    StaleStateError,
+    ToolRefused,
+)
+from orchestrator.log import bind_ids, get_logger
+from orchestrator.runtime import procs
+from orchestrator.sandbox.client import ToolClient
+from orchestrator.scorer.plan import HarnessEvent
+from orchestrator.scorer.score import rejected_submission
+from orchestrator.scorer.session import build_plan, run_session
+from orchestrator.scorer.validate import validate_submission
+from orchestrator.settings import Settings
+from orchestrator.store.base import Store
+
+log = get_logger(__name__)
+
+Progress = Callable[[str], None]
+_JOURNAL_POLL_S = 1.0
+_EARLY_STATES = frozenset({AttemptState.PENDING, AttemptState.PROVISIONING, AttemptState.ACTING})
+
+
+def owner_id() -> str:
+    """This process, unambiguously: host, pid and the pid's start time (pids get reused)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{procs.process_start_ticks(pid)}"
+
+
+def owner_alive(owner: str) -> bool | None:
+    """True/False for an owner on this host; None when it lives elsewhere (trust the lease)."""
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return None
+    pid_text, _, ticks = rest.partition(":")
+    pid = int(pid_text)
+    return procs.pid_alive(pid) and str(procs.process_start_ticks(pid)) == ticks
+
+
+def _goal(task: Task) -> str:
+    return (
+        f"You are given the training script of record {task.baseline.id} of the '{task.track}' "
+        f"track. It reaches validation loss {task.target_val_loss} in about "
+        f"{task.baseline_seconds:.1f}s. Make it reach that loss faster, keeping the data, "
+        f"the validation and the protected hyperparameters unchanged. Editable files: "
+        f"{', '.join(task.editable)}. Submit when done."
+    )
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalog: Catalog,
+        backend: Backend,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.backend = backend
+        self.owner = owner_id()
+        self._progress = progress or (lambda _msg: None)
+        self._held: dict[str, asyncio.Task[Any] | None] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Orchestrator:
+        self._heartbeat = asyncio.create_task(self._renew_leases())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+
+    # --- leases ---------------------------------------------------------------------
+
+    async def _renew_leases(self) -> None:
+        interval = self.settings.lease_ttl_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            for attempt_id, task in list(self._held.items()):
+                await self.store.claim(attempt_id, self.owner, self.settings.lease_ttl_s)
+                attempt = await self.store.get_attempt(attempt_id)
+                if attempt.state is AttemptState.FINISHED and task is not None and not task.done():
+                    log.info("attempt finished elsewhere (cancelled); stopping work", attempt_id=attempt_id)
+                    task.cancel()
+
+    async def _hold(self, attempt_id: str) -> bool:
+        ok = await self.store.claim(attempt_id, self.owner, self.settings.lease_ttl_s)
+        if ok:
+            self._held[attempt_id] = asyncio.current_task()
+        return ok
+
+    def _release(self, attempt_id: str) -> None:
+        self._held.pop(attempt_id, None)
+
+    # --- data -----------------------------------------------------------------------
+
+    def track_data(self, task: Task) -> TrackData:
+        return ensure_track_data(self.catalog.track(task.track), self.settings.data_dir, self._progress)
+
+    # --- act ------------------------------------------------------------------------
+
+    async def create(self, task: Task, agent: str, config: dict[str, Any] | None = None) -> Attempt:
+        create_agent(agent)  # unknown agents fail here, before anything is recorded
+        attempt = await self.store.create_attempt(
+            task_id=task.id, agent=agent, backend=self.backend.name, config=config or {}
+        )
+        await self._hold(attempt.id)
+        return attempt
+
+    async def act(self, attempt: Attempt) -> Attempt:
+        """Run the agent phase: ends in SCORING (submission stored) or FINISHED (failure)."""
+        task = self.catalog.task(attempt.task_id)
+        with bind_ids(attempt_id=attempt.id, task_id=task.id, backend=self.backend.name):
+            await self._hold(attempt.id)
+            try:
+                return await self._act(attempt, task)
+            except asyncio.CancelledError:
+                with contextlib.suppress(StaleStateError):
+                    await self.store.transition(
+                        attempt.id, ACTIVE_STATES, AttemptState.FINISHED,
+                        outcome=Outcome.CANCELLED, reason="cancelled",
+                    )
+                raise
+            finally:
+                self._release(attempt.id)
+
+    async def _act(self, attempt: Attempt, task: Task) -> Attempt:
+        data = self.track_data(task)
+        await self.store.transition(attempt.id, AttemptState.PENDING, AttemptState.PROVISIONING)
+        self._progress(f"[{attempt.id}] {attempt.agent}: starting a {self.backend.name} sandbox")
+        base = task.baseline.manifest
+        spec = SandboxSpec(
+            attempt_id=attempt.id,
+            files=task.baseline.read_files(),
+            editable=task.editable,
+            launch_argv=base.launch.argv("{python}"),
+            launch_env={**base.launch.env, **data.env(val_tokens=base.data.val_tokens, heldout=False)},
+            target_val_loss=task.target_val_loss,
+            limits=self.settings.sandbox,
+        )
+        try:
+            sandbox = await self.backend.start_sandbox(spec)
+        except InfrastructureError as e:
+            return await self._finish(attempt.id, Outcome.INFRA_FAILED, f"sandbox did not start: {e}")
+        interrupted = True
+        try:
+            await self.store.set_sandbox(attempt.id, sandbox.handle)
+            await self.store.transition(attempt.id, AttemptState.PROVISIONING, AttemptState.ACTING)
+            self._progress(f"[{attempt.id}] {attempt.agent}: acting")
+            outcome = await self._drive_agent(attempt, task, sandbox)
+            interrupted = outcome is not None
+            if outcome is not None:
+                return await self._finish(attempt.id, *outcome)
+            files = await sandbox.submission()
+            interrupted = False
+            stored = await self.store.record_submission(attempt.id, files)
+            self._progress(f"[{attempt.id}] {attempt.agent}: submitted {', '.join(sorted(files))}")
+            return stored
+        finally:
+            with contextlib.suppress(InfrastructureError):
+                await self.backend.stop_sandbox(sandbox, interrupted=interrupted)
+            await self.store.set_sandbox(attempt.id, None)
+
+    async def _drive_agent(
+        self, attempt: Attempt, task: Task, sandbox: Sandbox
+    ) -> tuple[Outcome, str] | None:
+        """None when the agent submitted; else the failure outcome and reason."""
+        agent = create_agent(attempt.agent)
+        brief = TaskBrief(
+            task_id=task.id,
+            track=task.track,
+            goal=_goal(task),
+            editable=task.editable,
+            target_val_loss=task.target_val_loss,
+            baseline_seconds=task.baseline_seconds,
+        )
+        ingest = _JournalIngest(self.store, attempt.id, sandbox)
+        async with ToolClient(sandbox.tool_url, sandbox.agent_token) as tools:
+            ctx = AgentContext(
+                brief=brief,
+                tools=tools,
+                reference_files=task.reference.read_files if agent.needs_reference else None,
+            )
+            poller = asyncio.create_task(ingest.follow())
+            try:
+                await asyncio.wait_for(agent.run(ctx), self.settings.sandbox.attempt_timeout_s)
+            except TimeoutError:
+                return Outcome.AGENT_FAILED, "attempt wall-time limit reached"
+            except InfrastructureError as e:
+                return Outcome.INFRA_FAILED, f"{type(e).__name__}: {e}"
+            except (AgentError, ToolRefused) as e:
+                return Outcome.AGENT_FAILED, f"{type(e).__name__}: {e}"
+            except Exception as e:  # an agent's own bug is the agent's failure, not ours
+                log.exception("agent raised")
+                return Outcome.AGENT_FAILED, f"agent crashed: {type(e).__name__}: {e}"
+            finally:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError, InfrastructureError):
+                    await poller
+            try:
+                page = await ingest.once()
+            except InfrastructureError as e:
+                return Outcome.INFRA_FAILED, f"sandbox lost before the submission was read: {e}"
+            if page is None:
+                return Outcome.AGENT_FAILED, str(NoSubmission("the agent ended without submitting"))
+        return None
+
+    async def _finish(self, attempt_id: str, outcome: Outcome, reason: str) -> Attempt:
+        self._progress(f"[{attempt_id}] {outcome.value}: {reason}")
+        log.info("attempt finished", outcome=outcome.value, reason=reason)
+        return await self.store.transition(
+            attempt_id, ACTIVE_STATES, AttemptState.FINISHED, outcome=outcome, reason=reason
+        )
+
+    # --- score ----------------------------------------------------------------------
+
+    async def score(self, attempts: list[Attempt], *, repeats: int | None = None) -> list[Attempt]:
+        """Score attempts of one task in one session (they must all be SCORING)."""
+        if not attempts:
+            return []
+        task = self.catalog.task(attempts[0].task_id)
+        assert all(a.task_id == task.id for a in attempts), "one task per scoring session"
+        session_id = uuid.uuid4().hex[:16]
+        settings = self.settings.scorer
+        if repeats is not None:
+            settings = settings.model_copy(update={"repeats": repeats})
+        valid: dict[str, dict[str, str]] = {}
+        finished: list[Attempt] = []
+        with bind_ids(task_id=task.id, session_id=session_id, backend=self.backend.name):
+            for attempt in attempts:
+                await self._hold(attempt.id)
+                await self.store.set_sandbox(attempt.id, {"scoring_session": session_id})
+                files = await self.store.get_submission(attempt.id) or {}
+                try:
+                    valid[attempt.id] = validate_submission(
+                        files, editable=task.editable, max_total_bytes=settings.max_submission_bytes
+                    )
+                except InvalidSubmission as e:
+                    result = rejected_submission(
+                        session_id=session_id, task_id=task.id, attempt_id=attempt.id,
+                        reason=str(e), fingerprint_hash="",
+                    )
+                    finished += await self._record(attempt.id, session_id, result, None, "", Outcome.SUBMISSION_FAILED, str(e))
+            if valid:
+                finished += await self._score_valid(task, session_id, valid, settings)
+            for attempt in attempts:
+                self._release(attempt.id)
+        return finished
+
+    async def _score_valid(
+        self, task: Task, session_id: str, valid: dict[str, dict[str, str]], settings: Any
+    ) -> list[Attempt]:
+        plan = build_plan(
+            session_id=session_id, task=task, data=self.track_data(task),
+            submissions=valid, settings=settings,
+        )
+        self._progress(
+            f"scoring {task.id}: {len(plan.runs)} runs (baseline, reference, "
+            f"{len(valid)} submission(s)) x {settings.repeats} repeat(s)"
+        )
+        try:
+            scores = await run_session(self.backend, plan, list(valid), self._on_harness_event)
+        except InfrastructureError as e:
+            out = []
+            for attempt_id in valid:
+                with contextlib.suppress(StaleStateError):
+                    out.append(await self._finish(attempt_id, Outcome.INFRA_FAILED, f"scoring failed: {e}"))
+            return out
+        out = []
+        for score in scores:
+            attempt = await self._record(
+                score.attempt_id, session_id, score.model_dump(mode="json"), score.fsr,
+                score.fingerprint_hash, score.outcome, score.reason,
+            )
+            out += attempt
+        return out
+
+    async def _record(
+        self, attempt_id: str, session_id: str, result: dict[str, Any], fsr: float | None,
+        fp_hash: str, outcome: Outcome, reason: str | None,
+    ) -> list[Attempt]:
+        try:
+            attempt = await self.store.record_score(
+                attempt_id, session_id=session_id, result=result, fsr=fsr,
+                fingerprint_hash=fp_hash, outcome=outcome, reason=reason,
+            )
+        except StaleStateError as e:
+            log.warning("score not written: attempt moved on", attempt_id=attempt_id, detail=str(e))
+            return []
+        await self.store.set_sandbox(attempt_id, None)
+        fsr_text = "n/a" if fsr is None else f"{fsr:.3f}"
+        self._progress(f"[{attempt_id}] {outcome.value}: FSR {fsr_text}" + (f" ({reason})" if reason else ""))
+        return [attempt]
+
+    def _on_harness_event(self, event: HarnessEvent) -> None:
+        head = f"  run {event.index + 1}/{event.total} {event.label}"
+        if event.event == "run_started":
+            self._progress(f"{head}: started")
+        elif event.event == "progress":
+            self._progress(f"{head}: step {event.step}/{event.total_steps} val_loss {event.val_loss:.4f} at {event.t:.1f}s")
+        elif event.measurement is not None:
+            m = event.measurement
+            t = f"{m.seconds_to_target:.2f}s to target" if m.seconds_to_target is not None else "target not reached"
+            flags = f" [{', '.join(m.flags)}]" if m.flags else ""
+            self._progress(f"{head}: {t}, val_loss {m.val_loss}{flags}")
+
+    # --- the whole attempt, and recovery ---------------------------------------------
+
+    async def run(self, task: Task, agents: list[str], *, repeats: int | None = None) -> list[Attempt]:
+        """Create and act one attempt per agent, then score all submissions in one session."""
+        attempts = [await self.create(task, agent, {"repeats": repeats}) for agent in agents]
+        acted = [await self.act(a) for a in attempts]
+        to_score = [a for a in acted if a.state is AttemptState.SCORING]
+        await self.score(to_score, repeats=repeats)
+        return [await self.store.get_attempt(a.id) for a in attempts]
+
+    async def recover(self) -> list[Attempt]:
+        """Take over attempts whose orchestrator died; returns those it finished."""
+        orphans: list[Attempt] = []
+        for attempt in await self.store.list_attempts(states=ACTIVE_STATES, limit=100_000):
+            if attempt.owner == self.owner or not self._is_orphan(attempt):
+                continue
+            if await self.store.claim(attempt.id, self.owner, self.settings.lease_ttl_s):
+                orphans.append(attempt)
+        by_task: dict[str, list[Attempt]] = defaultdict(list)
+        done: list[Attempt] = []
+        for attempt in orphans:
+            with bind_ids(attempt_id=attempt.id, task_id=attempt.task_id):
+                log.warning("recovering an orphaned attempt", state=attempt.state.value, owner=attempt.owner)
+                if attempt.sandbox:
+                    with contextlib.suppress(InfrastructureError):
+                        await self.backend.reclaim(attempt.id, attempt.sandbox)
+                if attempt.state in _EARLY_STATES:
+                    reason = f"orchestrator {attempt.owner} died while the attempt was {attempt.state.value}"
+                    with contextlib.suppress(StaleStateError):
+                        done.append(await self._finish(attempt.id, Outcome.INFRA_FAILED, reason))
+                else:
+                    by_task[attempt.task_id].append(attempt)
+        for attempts in by_task.values():
+            self._progress(f"resuming scoring of {len(attempts)} interrupted attempt(s) of {attempts[0].task_id}")
+            repeats = attempts[0].config.get("repeats")
+            done += await self.score(attempts, repeats=repeats)
+        return done
+
+    def _is_orphan(self, attempt: Attempt) -> bool:
+        if attempt.owner is None:
+            return time.time() - attempt.updated_at > self.settings.lease_ttl_s
+        alive = owner_alive(attempt.owner)
+        if alive is not None:
+            return not alive
+        return (attempt.lease_expires_at or 0) < time.time()
+
+    async def cancel(self, attempt_id: str) -> Attempt:
+        """Cancel an active attempt; its owner notices and stops, or we reclaim it.
+
+        Raises:
+            StaleStateError: the attempt has already finished.
+        """
+        attempt = await self.store.get_attempt(attempt_id)
+        finished = await self.store.transition(
+            attempt_id, ACTIVE_STATES, AttemptState.FINISHED,
+            outcome=Outcome.CANCELLED, reason="cancelled by the user",
+        )
+        if attempt.sandbox and self._is_orphan(attempt):
+            with contextlib.suppress(InfrastructureError):
+                await self.backend.reclaim(attempt.id, attempt.sandbox)
+        return finished
+
+    async def live_ids(self) -> set[str]:
+        """Ids (attempts and scoring sessions) whose resources must not be cleaned up."""
+        keep: set[str] = set()
+        for attempt in await self.store.list_attempts(states=ACTIVE_STATES, limit=100_000):
+            if not self._is_orphan(attempt) or attempt.owner == self.owner:
+                keep.add(attempt.id)
+                if attempt.sandbox and "scoring_session" in attempt.sandbox:
+                    keep.add(attempt.sandbox["scoring_session"])
+        return keep
+
+
+class _JournalIngest:
+    """Copies the sandbox's journal (calls, versions, experiments) into the store as it grows."""
+
+    def __init__(self, store: Store, attempt_id: str, sandbox: Sandbox) -> None:
+        self._store = store
+        self._attempt = attempt_id
+        self._sandbox = sandbox
+        self._last_call = -1
+        self._last_version = -1
+
+    async def once(self) -> int | None:
+        """Ingest what is new; returns the submitted version, if any."""
+        page = await self._sandbox.journal(self._last_call, self._last_version)
+        await self._store.add_tool_calls(
+            self._attempt, [ToolCall(**c.model_dump()) for c in page.calls]
+        )
+        for v in page.versions:
+            await self._store.add_workspace_version(
+                self._attempt, v.number, v.parent, {p: t.encode() for p, t in v.files.items()}
+            )
+        for e in page.experiments:
+            await self._store.put_experiment(
+                self._attempt,
+                ExperimentRecord(
+                    number=e.number, workspace_version=e.workspace_version, status=e.status,
+                    result=e.model_dump(mode="json"), created_at=time.time(),
+                ),
+            )
+        if page.calls:
+            self._last_call = page.calls[-1].seq
+        if page.versions:
+            self._last_version = page.versions[-1].number
+        return page.submitted_version
+
+    async def follow(self) -> None:
+        while True:
+            await asyncio.sleep(_JOURNAL_POLL_S)
+            with contextlib.suppress(InfrastructureError):
+                await self.once()
+
