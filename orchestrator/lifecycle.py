@@ -137,11 +137,10 @@ class Orchestrator:
 
     async def create(self, task: Task, agent: str, config: dict[str, Any] | None = None) -> Attempt:
         create_agent(agent)  # unknown agents fail here, before anything is recorded
-        attempt = await self.store.create_attempt(
-            task_id=task.id, agent=agent, backend=self.backend.name, config=config or {}
+        return await self.store.create_attempt(
+            task_id=task.id, agent=agent, backend=self.backend.name, config=config or {},
+            owner=self.owner, ttl_s=self.settings.lease_ttl_s,
         )
-        await self._hold(attempt.id)
-        return attempt
 
     async def act(self, attempt: Attempt) -> Attempt:
         """Run the agent phase: ends in SCORING (submission stored) or FINISHED (failure)."""
@@ -356,7 +355,9 @@ class Orchestrator:
         for attempt in await self.store.list_attempts(states=ACTIVE_STATES, limit=100_000):
             if attempt.owner == self.owner or not self._is_orphan(attempt):
                 continue
-            if await self.store.claim(attempt.id, self.owner, self.settings.lease_ttl_s):
+            if await self.store.claim(
+                attempt.id, self.owner, self.settings.lease_ttl_s, dead_owner=attempt.owner
+            ):
                 orphans.append(attempt)
         by_task: dict[str, list[Attempt]] = defaultdict(list)
         done: list[Attempt] = []

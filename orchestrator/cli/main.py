@@ -185,6 +185,7 @@ async def score(
         attempt = await orch.store.create_attempt(
             task_id=chosen.id, agent="file", backend=orch.backend.name,
             config={"repeats": repeats, "source": str(path)},
+            owner=orch.owner, ttl_s=orch.settings.lease_ttl_s,
         )
         await orch.store.transition(attempt.id, AttemptState.PENDING, AttemptState.ACTING)
         attempt = await orch.store.record_submission(attempt.id, files)

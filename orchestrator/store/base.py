@@ -44,8 +44,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def create_attempt(
-        self, *, task_id: str, agent: str, backend: str, config: Mapping[str, Any]
-    ) -> Attempt: ...
+        self,
+        *,
+        task_id: str,
+        agent: str,
+        backend: str,
+        config: Mapping[str, Any],
+        owner: str,
+        ttl_s: float,
+    ) -> Attempt:
+        """A new PENDING attempt, leased to ``owner`` from its first instant."""
 
     @abc.abstractmethod
     async def get_attempt(self, attempt_id: str) -> Attempt:
@@ -79,8 +87,14 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def claim(self, attempt_id: str, owner: str, ttl_s: float) -> bool:
-        """Take or renew the attempt's lease; False if another live owner holds it."""
+    async def claim(
+        self, attempt_id: str, owner: str, ttl_s: float, *, dead_owner: str | None = None
+    ) -> bool:
+        """Take or renew the attempt's lease; False if another owner holds it.
+
+        ``dead_owner``: an owner known to be dead may be replaced before its lease
+        expires (compare-and-set on it, so two successors cannot both win).
+        """
 
     @abc.abstractmethod
     async def set_sandbox(self, attempt_id: str, handle: Mapping[str, Any] | None) -> None: ...

@@ -114,7 +114,14 @@ class SqlStore(Store):
     # --- attempts -------------------------------------------------------------------
 
     async def create_attempt(
-        self, *, task_id: str, agent: str, backend: str, config: Mapping[str, Any]
+        self,
+        *,
+        task_id: str,
+        agent: str,
+        backend: str,
+        config: Mapping[str, Any],
+        owner: str,
+        ttl_s: float,
     ) -> Attempt:
         now = time.time()
         row = AttemptRow(
@@ -125,6 +132,8 @@ class SqlStore(Store):
             state=AttemptState.PENDING,
             version=0,
             config=dict(config),
+            owner=owner,
+            lease_expires_at=now + ttl_s,
             created_at=now,
             updated_at=now,
         )
@@ -201,8 +210,11 @@ class SqlStore(Store):
             await self._cas(session, attempt_id, expected, new, outcome, reason)
         return await self.get_attempt(attempt_id)
 
-    async def claim(self, attempt_id: str, owner: str, ttl_s: float) -> bool:
+    async def claim(
+        self, attempt_id: str, owner: str, ttl_s: float, *, dead_owner: str | None = None
+    ) -> bool:
         now = time.time()
+        takeover = AttemptRow.owner == dead_owner if dead_owner is not None else False
         async with self._s.begin() as session:
             result = await session.execute(
                 update(AttemptRow)
@@ -210,7 +222,8 @@ class SqlStore(Store):
                     AttemptRow.id == attempt_id,
                     (AttemptRow.owner.is_(None))
                     | (AttemptRow.owner == owner)
-                    | (AttemptRow.lease_expires_at < now),
+                    | (AttemptRow.lease_expires_at < now)
+                    | takeover,
                 )
                 .values(owner=owner, lease_expires_at=now + ttl_s)
             )

@@ -1,0 +1,170 @@
+"""The backend conformance suite: every backend passes the same tests.
+
+A backend joins by adding its name to BACKENDS (and a fixture that can start it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from orchestrator.backends import Backend, SandboxSpec, create_backend
+from orchestrator.catalog.catalog import Catalog, Task
+from orchestrator.catalog.data import ensure_track_data
+from orchestrator.errors import ToolBudgetExceeded
+from orchestrator.runtime import procs
+from orchestrator.sandbox.client import ToolClient
+from orchestrator.scorer.plan import Flag, Role
+from orchestrator.scorer.session import build_plan
+from orchestrator.settings import SandboxLimits, Settings
+
+BACKENDS = ["local"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Backend]:
+    async with create_backend(request.param, settings) as b:
+        yield b
+
+
+def _spec(task: Task, settings: Settings, catalog: Catalog, attempt_id: str, **limits: float) -> SandboxSpec:
+    data = ensure_track_data(catalog.track(task.track), settings.data_dir)
+    base = task.baseline.manifest
+    return SandboxSpec(
+        attempt_id=attempt_id,
+        files=task.baseline.read_files(),
+        editable=task.editable,
+        launch_argv=base.launch.argv("{python}"),
+        launch_env={**base.launch.env, **data.env(val_tokens=base.data.val_tokens, heldout=False)},
+        target_val_loss=task.target_val_loss,
+        limits=SandboxLimits(**limits),
+    )
+
+
+def _labelled(prefix: str) -> dict[int, str]:
+    return procs.find_labelled(f"speedrun/{prefix}/")
+
+
+async def test_sandbox_serves_only_record_n_through_the_tool_api(
+    backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    sandbox = await backend.start_sandbox(_spec(toy_task, settings, catalog, "conf1"))
+    try:
+        json.dumps(sandbox.handle)  # must be storable for a successor orchestrator
+        async with ToolClient(sandbox.tool_url, sandbox.agent_token) as tools:
+            listing = await tools.list_files()
+            assert {f.path for f in listing.files} == set(toy_task.baseline.manifest.files)
+            assert {f.path for f in listing.files if f.editable} == {"train_gpt.py"}
+            baseline_text = toy_task.baseline.read_files()["train_gpt.py"].decode()
+            assert await tools.read_file("train_gpt.py") == baseline_text
+        assert _labelled("conf1"), "the sandbox's processes carry the attempt label"
+    finally:
+        await backend.stop_sandbox(sandbox, interrupted=False)
+    assert not _labelled("conf1"), "stop_sandbox leaves no process behind"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{sandbox.tool_url}/healthz", timeout=2)
+
+
+async def test_experiment_runs_inside_the_sandbox_with_budget(
+    backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    sandbox = await backend.start_sandbox(_spec(toy_task, settings, catalog, "conf2", max_experiments=1))
+    try:
+        async with ToolClient(sandbox.tool_url, sandbox.agent_token) as tools:
+            result = await tools.run_experiment()
+            assert result.status == "finished" and result.reason == "exited"
+            assert result.metrics.reached_target
+            assert result.metrics.last_step == toy_task.baseline.manifest.published_steps
+            with pytest.raises(ToolBudgetExceeded):
+                await tools.run_experiment()
+        page = await sandbox.journal(-1, -1)
+        assert [c.op for c in page.calls] == ["run_experiment", "run_experiment"]
+        assert [c.status for c in page.calls] == [200, 429]
+        assert len(page.experiments) == 1
+    finally:
+        await backend.stop_sandbox(sandbox, interrupted=False)
+
+
+async def test_reclaim_by_a_fresh_backend_removes_everything(
+    settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    first = create_backend("local", settings)
+    sandbox = await first.start_sandbox(_spec(toy_task, settings, catalog, "conf3"))
+    handle = json.loads(json.dumps(sandbox.handle))  # as stored, then read back by a successor
+    successor = create_backend("local", settings)
+    await successor.reclaim("conf3", handle)
+    deadline = time.monotonic() + 5
+    while _labelled("conf3") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _labelled("conf3")
+    assert not (settings.workspaces_dir / "conf3").exists()
+
+
+async def test_cleanup_removes_leftovers_but_keeps_live_attempts(
+    backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    live = await backend.start_sandbox(_spec(toy_task, settings, catalog, "conflive"))
+    leaked = await backend.start_sandbox(_spec(toy_task, settings, catalog, "confleak"))
+    try:
+        removed = await backend.cleanup(keep={"conflive"})
+        assert any("confleak" in item for item in removed)
+        assert not any("conflive" in item for item in removed)
+        assert _labelled("conflive") and not _labelled("confleak")
+    finally:
+        await backend.stop_sandbox(live, interrupted=False)
+        await backend.stop_sandbox(leaked, interrupted=True)
+
+
+async def test_scorer_times_runs_from_pristine_files(
+    backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    data = ensure_track_data(catalog.track(toy_task.track), settings.data_dir)
+    plan = build_plan(
+        session_id="confscore",
+        task=toy_task,
+        data=data,
+        submissions={"subA": {"train_gpt.py": toy_task.reference.read_files()["train_gpt.py"].decode()}},
+        settings=settings.scorer,
+        seeds=[7],
+    )
+    events = []
+    result = await backend.run_scorer(plan, events.append)
+    by_role = {m.role: m for m in result.measurements}
+    assert set(by_role) == {Role.BASELINE, Role.REFERENCE, Role.SUBMISSION}
+    for m in result.measurements:
+        assert m.reached_target and not m.flags, m
+        assert m.seed == 7
+        assert m.seconds_to_target is not None and m.reported_train_ms is not None
+        # the scorer's clock covers start-up too, so it is never behind the script's
+        assert m.seconds_to_target >= m.reported_train_ms / 1000
+    assert by_role[Role.BASELINE].step == toy_task.baseline.manifest.published_steps
+    assert by_role[Role.SUBMISSION].step == toy_task.reference.manifest.published_steps
+    assert result.fingerprint["cpu_count"] >= 1
+    assert {e.event for e in events} >= {"run_started", "run_finished"}
+    assert not _labelled("confscore")
+
+
+async def test_scorer_kills_a_hanging_run_and_its_children(
+    backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    data = ensure_track_data(catalog.track(toy_task.track), settings.data_dir)
+    hang = (
+        "import subprocess, time\n"
+        "subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+        "print('step:0/10 val_loss:3.0 train_time:0ms', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    scorer = settings.scorer.model_copy(update={"timeout_factor": 1.5, "startup_allowance_s": 4.0})
+    plan = build_plan(
+        session_id="confhang", task=toy_task, data=data,
+        submissions={"subH": {"train_gpt.py": hang}}, settings=scorer, seeds=[1],
+    )
+    result = await backend.run_scorer(plan, lambda _e: None)
+    [sub] = [m for m in result.measurements if m.role is Role.SUBMISSION]
+    assert Flag.TIMED_OUT in sub.flags and not sub.reached_target
+    assert sub.wall_s < plan.runs[1].timeout_s + 5
+    assert not _labelled("confhang"), "the setsid'd grandchild was killed by its label"

@@ -1,0 +1,82 @@
+"""Shared fixtures. Tests run the real code: real processes, real HTTP, real SQLite.
+
+The ``toy`` track (tests/fixtures/records/toy) stands in for training scripts with
+sleep-based ones, so lifecycle tests take seconds; the tiny track's real training
+scripts run in tests marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.catalog.catalog import Catalog, Task
+from orchestrator.settings import Settings
+from orchestrator.store import SqlStore
+
+REPO = Path(__file__).resolve().parent.parent
+TOY_RECORDS = REPO / "tests" / "fixtures" / "records"
+
+
+@pytest.fixture(scope="session")
+def shared_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated corpora are deterministic: one copy serves the whole session."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def speedrun_env(tmp_path: Path, shared_data_root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point settings at a private home and the toy records, for this process and children."""
+    env = {
+        "SPEEDRUN_HOME": str(tmp_path / "home"),
+        "SPEEDRUN_RECORDS_DIR": str(TOY_RECORDS),
+        "SPEEDRUN_DATA_ROOT": str(shared_data_root),
+        "SPEEDRUN_LOG_FORMAT": "json",
+        "SPEEDRUN_CONFIG": str(tmp_path / "absent.toml"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def settings(speedrun_env: dict[str, str]) -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def catalog(settings: Settings) -> Catalog:
+    return Catalog.load(settings.records_dir, settings.home / "cache")
+
+
+@pytest.fixture
+def toy_task(catalog: Catalog) -> Task:
+    return catalog.task("toy-r1-r2")
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[SqlStore]:
+    async with SqlStore(settings.resolved_database_url) as s:
+        yield s
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``speedrun`` as a user would: a separate process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+
+
+@pytest.fixture
+def cli(speedrun_env: dict[str, str]) -> Iterator[object]:
+    yield lambda *args, **kw: run_cli(*args, env=speedrun_env, **kw)

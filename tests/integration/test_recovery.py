@@ -1,0 +1,101 @@
+"""Must-show 4: kill -9 the orchestrator mid-attempt, run again: resumed or failed as
+infrastructure, and never a score written twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.runtime import procs
+from tests.conftest import REPO, run_cli
+
+
+def _db(env: dict[str, str]) -> Path:
+    return Path(env["SPEEDRUN_HOME"]) / "speedrun.db"
+
+
+def _rows(env: dict[str, str], sql: str, *args: object) -> list[tuple]:
+    db = _db(env)
+    if not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=30) as conn:
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:  # tables not created yet
+            return []
+
+
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli.main", *args],
+        env={**os.environ, **env}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _kill_when(env: dict[str, str], proc: subprocess.Popen[str], states: set[str], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = _rows(env, "SELECT id, state FROM attempts")
+        if rows and rows[0][1] in states:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return rows[0][0]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError(f"attempt never reached {states}")
+
+
+def _no_orphans_left(attempt_id: str) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not procs.find_labelled(f"speedrun/{attempt_id}/"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_killed_while_scoring_resumes_and_scores_once(speedrun_env: dict[str, str]) -> None:
+    proc = _start(speedrun_env, "run", "--task", "toy-r1-r2", "--agent", "oracle", "--json")
+    attempt_id = _kill_when(speedrun_env, proc, {"scoring"})
+    time.sleep(0.5)  # let the harness start its first run, so there is something to orphan
+    assert _rows(speedrun_env, "SELECT COUNT(*) FROM scores") == [(0,)]
+
+    resumed = run_cli("attempts", "resume", "--json", env=speedrun_env)
+    assert resumed.returncode == 0, resumed.stderr
+    [row] = json.loads(resumed.stdout)
+    assert row["attempt_id"] == attempt_id
+    assert row["state"] == "finished" and row["outcome"] == "scored"
+    assert row["fsr"] is not None and row["reached_target"]
+
+    # a second recovery finds nothing to do, and the score exists exactly once
+    again = run_cli("attempts", "resume", "--json", env=speedrun_env)
+    assert json.loads(again.stdout) == []
+    assert _rows(speedrun_env, "SELECT COUNT(*) FROM scores WHERE attempt_id = ?", attempt_id) == [(1,)]
+
+
+def test_killed_while_acting_becomes_an_infrastructure_failure_on_the_next_run(
+    speedrun_env: dict[str, str],
+) -> None:
+    proc = _start(speedrun_env, "run", "--task", "toy-r1-r2", "--agent", "null", "--json")
+    attempt_id = _kill_when(speedrun_env, proc, {"pending", "provisioning", "acting"})
+
+    # running the command again first recovers the orphan, then does its own attempt
+    rerun = run_cli("run", "--task", "toy-r1-r2", "--agent", "null", "--json", env=speedrun_env)
+    assert rerun.returncode == 0, rerun.stderr
+    new_row = json.loads(rerun.stdout)
+    assert new_row["outcome"] == "scored", new_row
+    assert "recovered 1 interrupted attempt" in rerun.stderr
+
+    listed = {r["attempt_id"]: r for r in json.loads(run_cli("attempts", "list", "--json", env=speedrun_env).stdout)}
+    orphan = listed[attempt_id]
+    assert orphan["state"] == "finished" and orphan["outcome"] == "infra_failed"
+    assert "died" in orphan["reason"]
+    assert _rows(speedrun_env, "SELECT COUNT(*) FROM scores WHERE attempt_id = ?", attempt_id) == [(0,)]
+    assert _no_orphans_left(attempt_id), "the dead orchestrator's sandbox was reclaimed"

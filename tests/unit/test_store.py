@@ -1,0 +1,88 @@
+"""The store: conditional state changes, write-once results, idempotent ingestion."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestrator.domain import AttemptState, Outcome, ToolCall
+from orchestrator.errors import NotFound, StaleStateError
+from orchestrator.store import SqlStore
+
+
+async def _attempt(store: SqlStore, owner: str = "me"):
+    return await store.create_attempt(
+        task_id="toy-r1-r2", agent="oracle", backend="local", config={}, owner=owner, ttl_s=30
+    )
+
+
+async def test_transitions_are_compare_and_set(store: SqlStore) -> None:
+    a = await _attempt(store)
+    moved = await store.transition(a.id, AttemptState.PENDING, AttemptState.PROVISIONING)
+    assert moved.state is AttemptState.PROVISIONING and moved.version == a.version + 1
+    with pytest.raises(StaleStateError, match="is provisioning, expected pending"):
+        await store.transition(a.id, AttemptState.PENDING, AttemptState.ACTING)
+    with pytest.raises(NotFound):
+        await store.transition("nope", AttemptState.PENDING, AttemptState.ACTING)
+
+
+async def test_concurrent_transitions_only_one_wins(store: SqlStore) -> None:
+    a = await _attempt(store)
+    results = await asyncio.gather(
+        *(store.transition(a.id, AttemptState.PENDING, AttemptState.PROVISIONING) for _ in range(5)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, StaleStateError) for r in results if isinstance(r, Exception))
+
+
+async def test_submission_and_score_are_written_once(store: SqlStore) -> None:
+    a = await _attempt(store)
+    await store.transition(a.id, AttemptState.PENDING, AttemptState.ACTING)
+    await store.record_submission(a.id, {"train_gpt.py": b"print(1)\n"})
+    with pytest.raises(StaleStateError):
+        await store.record_submission(a.id, {"train_gpt.py": b"print(2)\n"})
+    assert await store.get_submission(a.id) == {"train_gpt.py": b"print(1)\n"}
+
+    kwargs = dict(session_id="s1", result={"fsr": 0.9}, fsr=0.9, fingerprint_hash="h",
+                  outcome=Outcome.SCORED, reason=None)
+    done = await store.record_score(a.id, **kwargs)
+    assert done.state is AttemptState.FINISHED and done.outcome is Outcome.SCORED
+    with pytest.raises(StaleStateError):
+        await store.record_score(a.id, **{**kwargs, "result": {"fsr": 0.1}, "fsr": 0.1})
+    assert await store.get_score(a.id) == {"fsr": 0.9}
+
+
+async def test_leases_exclude_other_owners_until_dead_or_expired(store: SqlStore) -> None:
+    a = await _attempt(store, owner="alive")
+    assert await store.claim(a.id, "alive", 30)
+    assert not await store.claim(a.id, "other", 30)
+    assert await store.claim(a.id, "successor", 30, dead_owner="alive")
+    assert not await store.claim(a.id, "late", 30, dead_owner="alive"), "only one successor wins"
+    expired = await store.create_attempt(
+        task_id="t", agent="null", backend="local", config={}, owner="gone", ttl_s=-1
+    )
+    assert await store.claim(expired.id, "other", 30)
+
+
+async def test_journal_ingestion_is_idempotent(store: SqlStore) -> None:
+    a = await _attempt(store)
+    calls = [ToolCall(seq=i, op="read_file", request={"file": "x"}, status=200,
+                      duration_ms=1.0, created_at=0.0) for i in range(3)]
+    await store.add_tool_calls(a.id, calls)
+    await store.add_tool_calls(a.id, calls[1:])
+    assert [c.seq for c in await store.tool_calls(a.id)] == [0, 1, 2]
+    await store.add_workspace_version(a.id, 0, None, {"train_gpt.py": b"a"})
+    await store.add_workspace_version(a.id, 0, None, {"train_gpt.py": b"changed"})
+    await store.add_workspace_version(a.id, 1, 0, {"train_gpt.py": b"b"})
+    versions = await store.workspace_versions(a.id)
+    assert [(v.version, v.parent) for v in versions] == [(0, None), (1, 0)]
+    assert await store.get_blobs(versions[0].tree) == {"train_gpt.py": b"a"}
+
+
+async def test_reopening_keeps_data_and_migrations_are_repeatable(settings) -> None:
+    async with SqlStore(settings.resolved_database_url) as first:
+        a = await _attempt(first)
+    async with SqlStore(settings.resolved_database_url) as second:
+        assert (await second.get_attempt(a.id)).task_id == "toy-r1-r2"
