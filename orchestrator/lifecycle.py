@@ -34,6 +34,7 @@ from orchestrator.errors import (
     NoSubmission,
     StaleStateError,
     ToolRefused,
+    UsageError,
 )
 from orchestrator.log import bind_ids, get_logger
 from orchestrator.runtime import procs
@@ -391,13 +392,19 @@ class Orchestrator:
         """Cancel an active attempt; its owner notices and stops, or we reclaim it.
 
         Raises:
-            StaleStateError: the attempt has already finished.
+            UsageError: the attempt has already finished.
+            NotFound: no such attempt.
         """
         attempt = await self.store.get_attempt(attempt_id)
-        finished = await self.store.transition(
-            attempt_id, ACTIVE_STATES, AttemptState.FINISHED,
-            outcome=Outcome.CANCELLED, reason="cancelled by the user",
-        )
+        try:
+            finished = await self.store.transition(
+                attempt_id, ACTIVE_STATES, AttemptState.FINISHED,
+                outcome=Outcome.CANCELLED, reason="cancelled by the user",
+            )
+        except StaleStateError:
+            current = await self.store.get_attempt(attempt_id)
+            outcome = current.outcome.value if current.outcome else "unknown"
+            raise UsageError(f"attempt {attempt_id} is finished ({outcome}); nothing to cancel") from None
         if attempt.sandbox and self._is_orphan(attempt):
             with contextlib.suppress(InfrastructureError):
                 await self.backend.reclaim(attempt.id, attempt.sandbox)

@@ -1,0 +1,93 @@
+"""Scorer overhead: scoring a record's script vs running the same torchrun command bare.
+
+Both sides run the same files, data, environment and seed, alternating A/B so drift
+on the machine hits both alike. "Scored" is the whole ``backend.run_scorer`` call
+(harness start, fresh folder, fingerprint, timing, kill and read-back); "bare" is
+``torchrun ...`` from launch to exit. The ratio scored/bare is the overhead; the
+goal is at most 1.05.
+
+    python benchmarks/scorer_overhead.py [--task tiny-r1-r2] [--pairs 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from orchestrator.backends import create_backend
+from orchestrator.catalog.catalog import Catalog
+from orchestrator.catalog.data import ensure_track_data
+from orchestrator.runtime.process import inherited_env
+from orchestrator.scorer.plan import Role
+from orchestrator.scorer.session import build_plan
+from orchestrator.settings import Settings
+
+
+def _bare(argv: list[str], files: dict[str, str], env: dict[str, str], seed: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, text in files.items():
+            (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / rel).write_text(text)
+        full_env = inherited_env({**env, "NANOGPT_SEED": str(seed), "HOME": tmp,
+                                  "PYTHONUNBUFFERED": "1"})
+        start = time.monotonic()
+        subprocess.run(argv, cwd=tmp, env=full_env, check=True, stdout=subprocess.DEVNULL)
+        return time.monotonic() - start
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="tiny-r1-r2")
+    parser.add_argument("--pairs", type=int, default=3, help="A/B pairs to run")
+    parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    args = parser.parse_args()
+
+    settings = Settings()
+    catalog = Catalog.load(settings.records_dir, settings.home / "cache" / "records")
+    task = catalog.task(args.task)
+    data = ensure_track_data(catalog.track(task.track), settings.data_dir, print)
+    backend = create_backend("local", settings)
+    seed = 1234
+    plan = build_plan(session_id="benchoverhead", task=task, data=data, submissions={},
+                      settings=settings.scorer, seeds=[seed])
+    plan = plan.model_copy(update={"runs": [r for r in plan.runs if r.role is Role.BASELINE]})
+    [run] = plan.runs
+    argv = [sys.executable if a == "{python}" else a for a in run.argv]
+    files = plan.file_sets[run.files]
+
+    rows = []
+    for pair in range(args.pairs):
+        start = time.monotonic()
+        result = await backend.run_scorer(plan, lambda _e: None)
+        scored = time.monotonic() - start
+        [m] = result.measurements
+        assert m.reached_target, f"the record did not reach its target: {m.flags}"
+        bare = _bare(argv, files, run.env, seed)
+        rows.append({"pair": pair, "scored_s": round(scored, 3), "bare_s": round(bare, 3),
+                     "ratio": round(scored / bare, 4), "seconds_to_target": m.seconds_to_target})
+        print(f"pair {pair}: scored {scored:.2f}s  bare {bare:.2f}s  ratio {scored / bare:.4f}", flush=True)
+
+    ratios = [r["ratio"] for r in rows]
+    summary = {
+        "task": task.id,
+        "record": task.baseline.id,
+        "pairs": rows,
+        "ratio_mean": round(statistics.fmean(ratios), 4),
+        "ratio_max": max(ratios),
+        "goal": 1.05,
+    }
+    print(f"scorer overhead on {task.baseline.id}: mean ratio {summary['ratio_mean']:.4f} "
+          f"(max {summary['ratio_max']:.4f}, goal <= 1.05) over {args.pairs} pairs")
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
