@@ -1,0 +1,29 @@
+"""Must-show 1: the demo on the real tiny track: oracle FSR near 1, null near 0."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(speedrun_env: dict[str, str]) -> None:
+    env = {**speedrun_env, "SPEEDRUN_RECORDS_DIR": str(REPO / "records")}
+    result = run_cli("demo", "--json", env=env, timeout=900)
+    assert result.returncode == 0, result.stderr
+    rows = {row["agent"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"oracle", "null"}
+    for row in rows.values():
+        assert row["outcome"] == "scored", row
+        assert row["baseline_seconds"] > row["reference_seconds"] > 0
+        assert row["submission_seconds"] > 0 and row["reached_target"]
+    assert 0.7 <= rows["oracle"]["fsr"] <= 1.3, rows["oracle"]
+    assert -0.3 <= rows["null"]["fsr"] <= 0.3, rows["null"]
+    # both submissions were scored against one shared baseline and reference
+    assert rows["oracle"]["baseline_seconds"] == rows["null"]["baseline_seconds"]
+    assert "run 1/4" in result.stderr
+    assert os.path.isdir(env["SPEEDRUN_HOME"])
