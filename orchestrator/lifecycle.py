@@ -113,17 +113,19 @@ class Orchestrator:
         interval = self.settings.lease_ttl_s / 3
         while True:
             await asyncio.sleep(interval)
-            for attempt_id, task in list(self._held.items()):
-                await self.store.claim(attempt_id, self.owner, self.settings.lease_ttl_s)
+            for attempt_id, work in list(self._held.items()):
+                kept = await self.store.claim(attempt_id, self.owner, self.settings.lease_ttl_s)
                 attempt = await self.store.get_attempt(attempt_id)
-                if attempt.state is AttemptState.FINISHED and task is not None and not task.done():
-                    log.info("attempt finished elsewhere (cancelled); stopping work", attempt_id=attempt_id)
-                    task.cancel()
+                lost = not kept or attempt.state is AttemptState.FINISHED
+                if lost and work is not None and not work.done():
+                    log.info("attempt cancelled or taken over; stopping work", attempt_id=attempt_id)
+                    work.cancel()
 
-    async def _hold(self, attempt_id: str) -> bool:
+    async def _hold(self, attempt_id: str, work: asyncio.Task[Any] | None) -> bool:
+        """Lease the attempt; ``work`` is cancelled if the attempt is cancelled meanwhile."""
         ok = await self.store.claim(attempt_id, self.owner, self.settings.lease_ttl_s)
         if ok:
-            self._held[attempt_id] = asyncio.current_task()
+            self._held[attempt_id] = work
         return ok
 
     def _release(self, attempt_id: str) -> None:
@@ -147,7 +149,7 @@ class Orchestrator:
         """Run the agent phase: ends in SCORING (submission stored) or FINISHED (failure)."""
         task = self.catalog.task(attempt.task_id)
         with bind_ids(attempt_id=attempt.id, task_id=task.id, backend=self.backend.name):
-            await self._hold(attempt.id)
+            await self._hold(attempt.id, asyncio.current_task())
             try:
                 return await self._act(attempt, task)
             except asyncio.CancelledError:
@@ -264,7 +266,9 @@ class Orchestrator:
         finished: list[Attempt] = []
         with bind_ids(task_id=task.id, session_id=session_id, backend=self.backend.name):
             for attempt in attempts:
-                await self._hold(attempt.id)
+                # a session serves several attempts: cancelling one must not stop the others,
+                # so its score is simply refused by the conditional write
+                await self._hold(attempt.id, None)
                 await self.store.set_sandbox(attempt.id, {"scoring_session": session_id})
                 files = await self.store.get_submission(attempt.id) or {}
                 try:
@@ -345,10 +349,21 @@ class Orchestrator:
     async def run(self, task: Task, agents: list[str], *, repeats: int | None = None) -> list[Attempt]:
         """Create and act one attempt per agent, then score all submissions in one session."""
         attempts = [await self.create(task, agent, {"repeats": repeats}) for agent in agents]
-        acted = [await self.act(a) for a in attempts]
+        acted = [await self._act_isolated(a) for a in attempts]
         to_score = [a for a in acted if a.state is AttemptState.SCORING]
         await self.score(to_score, repeats=repeats)
         return [await self.store.get_attempt(a.id) for a in attempts]
+
+    async def _act_isolated(self, attempt: Attempt) -> Attempt:
+        """Act in a task of its own, so cancelling this attempt stops only this attempt."""
+        work = asyncio.create_task(self.act(attempt))
+        try:
+            return await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if work.cancelled() and current is not None and not current.cancelling():
+                return await self.store.get_attempt(attempt.id)
+            raise
 
     async def recover(self) -> list[Attempt]:
         """Take over attempts whose orchestrator died; returns those it finished."""

@@ -99,3 +99,19 @@ def test_killed_while_acting_becomes_an_infrastructure_failure_on_the_next_run(
     assert "died" in orphan["reason"]
     assert _rows(speedrun_env, "SELECT COUNT(*) FROM scores WHERE attempt_id = ?", attempt_id) == [(0,)]
     assert _no_orphans_left(attempt_id), "the dead orchestrator's sandbox was reclaimed"
+
+
+def test_cancel_during_scoring_stops_the_score_from_landing(speedrun_env: dict[str, str]) -> None:
+    proc = _start(speedrun_env, "run", "--task", "toy-r1-r2", "--agent", "oracle", "--json")
+    deadline = time.monotonic() + 60
+    while not _rows(speedrun_env, "SELECT id FROM attempts WHERE state = 'scoring'"):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    [(attempt_id,)] = _rows(speedrun_env, "SELECT id FROM attempts")
+    cancelled = run_cli("attempts", "cancel", attempt_id, env=speedrun_env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    row = json.loads(out)
+    assert (row["state"], row["outcome"]) == ("finished", "cancelled")
+    assert _rows(speedrun_env, "SELECT COUNT(*) FROM scores WHERE attempt_id = ?", attempt_id) == [(0,)]
