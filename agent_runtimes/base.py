@@ -61,9 +61,7 @@ def create_agent(name: str) -> Agent:
     """Raises: ConfigError for an unknown agent name."""
     matches = entry_points(group=ENTRY_POINT_GROUP, name=name)
     if not matches:
-        raise ConfigError(
-            f"unknown agent {name!r}; available: {', '.join(available_agents()) or 'none'}"
-        )
+        raise ConfigError(f"unknown agent {name!r}; available: {', '.join(available_agents()) or 'none'}")
     cls = next(iter(matches)).load()
     if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise ConfigError(f"entry point {name!r} does not name an Agent subclass")

@@ -35,8 +35,7 @@ def _bare(argv: list[str], files: dict[str, str], env: dict[str, str], seed: int
         for rel, text in files.items():
             (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / rel).write_text(text)
-        full_env = inherited_env({**env, "NANOGPT_SEED": str(seed), "HOME": tmp,
-                                  "PYTHONUNBUFFERED": "1"})
+        full_env = inherited_env({**env, "NANOGPT_SEED": str(seed), "HOME": tmp, "PYTHONUNBUFFERED": "1"})
         start = time.monotonic()
         subprocess.run(argv, cwd=tmp, env=full_env, check=True, stdout=subprocess.DEVNULL)
         return time.monotonic() - start
@@ -55,8 +54,14 @@ async def main() -> None:
     data = ensure_track_data(catalog.track(task.track), settings.data_dir, print)
     backend = create_backend("local", settings)
     seed = 1234
-    plan = build_plan(session_id="benchoverhead", task=task, data=data, submissions={},
-                      settings=settings.scorer, seeds=[seed])
+    plan = build_plan(
+        session_id="benchoverhead",
+        task=task,
+        data=data,
+        submissions={},
+        settings=settings.scorer,
+        seeds=[seed],
+    )
     plan = plan.model_copy(update={"runs": [r for r in plan.runs if r.role is Role.BASELINE]})
     [run] = plan.runs
     argv = [sys.executable if a == "{python}" else a for a in run.argv]
@@ -70,8 +75,15 @@ async def main() -> None:
         [m] = result.measurements
         assert m.reached_target, f"the record did not reach its target: {m.flags}"
         bare = _bare(argv, files, run.env, seed)
-        rows.append({"pair": pair, "scored_s": round(scored, 3), "bare_s": round(bare, 3),
-                     "ratio": round(scored / bare, 4), "seconds_to_target": m.seconds_to_target})
+        rows.append(
+            {
+                "pair": pair,
+                "scored_s": round(scored, 3),
+                "bare_s": round(bare, 3),
+                "ratio": round(scored / bare, 4),
+                "seconds_to_target": m.seconds_to_target,
+            }
+        )
         print(f"pair {pair}: scored {scored:.2f}s  bare {bare:.2f}s  ratio {scored / bare:.4f}", flush=True)
 
     ratios = [r["ratio"] for r in rows]
@@ -83,8 +95,10 @@ async def main() -> None:
         "ratio_max": max(ratios),
         "goal": 1.05,
     }
-    print(f"scorer overhead on {task.baseline.id}: mean ratio {summary['ratio_mean']:.4f} "
-          f"(max {summary['ratio_max']:.4f}, goal <= 1.05) over {args.pairs} pairs")
+    print(
+        f"scorer overhead on {task.baseline.id}: mean ratio {summary['ratio_mean']:.4f} "
+        f"(max {summary['ratio_max']:.4f}, goal <= 1.05) over {args.pairs} pairs"
+    )
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2))
 

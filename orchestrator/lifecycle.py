@@ -141,8 +141,12 @@ class Orchestrator:
     async def create(self, task: Task, agent: str, config: dict[str, Any] | None = None) -> Attempt:
         create_agent(agent)  # unknown agents fail here, before anything is recorded
         return await self.store.create_attempt(
-            task_id=task.id, agent=agent, backend=self.backend.name, config=config or {},
-            owner=self.owner, ttl_s=self.settings.lease_ttl_s,
+            task_id=task.id,
+            agent=agent,
+            backend=self.backend.name,
+            config=config or {},
+            owner=self.owner,
+            ttl_s=self.settings.lease_ttl_s,
         )
 
     async def act(self, attempt: Attempt) -> Attempt:
@@ -155,8 +159,11 @@ class Orchestrator:
             except asyncio.CancelledError:
                 with contextlib.suppress(StaleStateError):
                     await self.store.transition(
-                        attempt.id, ACTIVE_STATES, AttemptState.FINISHED,
-                        outcome=Outcome.CANCELLED, reason="cancelled",
+                        attempt.id,
+                        ACTIVE_STATES,
+                        AttemptState.FINISHED,
+                        outcome=Outcome.CANCELLED,
+                        reason="cancelled",
                     )
                 raise
             finally:
@@ -277,10 +284,15 @@ class Orchestrator:
                     )
                 except InvalidSubmission as e:
                     result = rejected_submission(
-                        session_id=session_id, task_id=task.id, attempt_id=attempt.id,
-                        reason=str(e), fingerprint_hash="",
+                        session_id=session_id,
+                        task_id=task.id,
+                        attempt_id=attempt.id,
+                        reason=str(e),
+                        fingerprint_hash="",
                     )
-                    finished += await self._record(attempt.id, session_id, result, None, "", Outcome.SUBMISSION_FAILED, str(e))
+                    finished += await self._record(
+                        attempt.id, session_id, result, None, "", Outcome.SUBMISSION_FAILED, str(e)
+                    )
             if valid:
                 finished += await self._score_valid(task, session_id, valid, settings)
             for attempt in attempts:
@@ -291,8 +303,11 @@ class Orchestrator:
         self, task: Task, session_id: str, valid: dict[str, dict[str, str]], settings: Any
     ) -> list[Attempt]:
         plan = build_plan(
-            session_id=session_id, task=task, data=self.track_data(task),
-            submissions=valid, settings=settings,
+            session_id=session_id,
+            task=task,
+            data=self.track_data(task),
+            submissions=valid,
+            settings=settings,
         )
         self._progress(
             f"scoring {task.id}: {len(plan.runs)} runs (baseline, reference, "
@@ -309,20 +324,36 @@ class Orchestrator:
         out = []
         for score in scores:
             attempt = await self._record(
-                score.attempt_id, session_id, score.model_dump(mode="json"), score.fsr,
-                score.fingerprint_hash, score.outcome, score.reason,
+                score.attempt_id,
+                session_id,
+                score.model_dump(mode="json"),
+                score.fsr,
+                score.fingerprint_hash,
+                score.outcome,
+                score.reason,
             )
             out += attempt
         return out
 
     async def _record(
-        self, attempt_id: str, session_id: str, result: dict[str, Any], fsr: float | None,
-        fp_hash: str, outcome: Outcome, reason: str | None,
+        self,
+        attempt_id: str,
+        session_id: str,
+        result: dict[str, Any],
+        fsr: float | None,
+        fp_hash: str,
+        outcome: Outcome,
+        reason: str | None,
     ) -> list[Attempt]:
         try:
             attempt = await self.store.record_score(
-                attempt_id, session_id=session_id, result=result, fsr=fsr,
-                fingerprint_hash=fp_hash, outcome=outcome, reason=reason,
+                attempt_id,
+                session_id=session_id,
+                result=result,
+                fsr=fsr,
+                fingerprint_hash=fp_hash,
+                outcome=outcome,
+                reason=reason,
             )
         except StaleStateError as e:
             log.warning("score not written: attempt moved on", attempt_id=attempt_id, detail=str(e))
@@ -337,10 +368,17 @@ class Orchestrator:
         if event.event == "run_started":
             self._progress(f"{head}: started")
         elif event.event == "progress":
-            self._progress(f"{head}: step {event.step}/{event.total_steps} val_loss {event.val_loss:.4f} at {event.t:.1f}s")
+            self._progress(
+                f"{head}: step {event.step}/{event.total_steps} "
+                f"val_loss {event.val_loss:.4f} at {event.t:.1f}s"
+            )
         elif event.measurement is not None:
             m = event.measurement
-            t = f"{m.seconds_to_target:.2f}s to target" if m.seconds_to_target is not None else "target not reached"
+            t = (
+                f"{m.seconds_to_target:.2f}s to target"
+                if m.seconds_to_target is not None
+                else "target not reached"
+            )
             flags = f" [{', '.join(m.flags)}]" if m.flags else ""
             self._progress(f"{head}: {t}, val_loss {m.val_loss}{flags}")
 
@@ -390,7 +428,9 @@ class Orchestrator:
                 else:
                     by_task[attempt.task_id].append(attempt)
         for attempts in by_task.values():
-            self._progress(f"resuming scoring of {len(attempts)} interrupted attempt(s) of {attempts[0].task_id}")
+            self._progress(
+                f"resuming scoring of {len(attempts)} interrupted attempt(s) of {attempts[0].task_id}"
+            )
             repeats = attempts[0].config.get("repeats")
             done += await self.score(attempts, repeats=repeats)
         return done
@@ -413,8 +453,11 @@ class Orchestrator:
         attempt = await self.store.get_attempt(attempt_id)
         try:
             finished = await self.store.transition(
-                attempt_id, ACTIVE_STATES, AttemptState.FINISHED,
-                outcome=Outcome.CANCELLED, reason="cancelled by the user",
+                attempt_id,
+                ACTIVE_STATES,
+                AttemptState.FINISHED,
+                outcome=Outcome.CANCELLED,
+                reason="cancelled by the user",
             )
         except StaleStateError:
             current = await self.store.get_attempt(attempt_id)
@@ -449,9 +492,7 @@ class _JournalIngest:
     async def once(self) -> int | None:
         """Ingest what is new; returns the submitted version, if any."""
         page = await self._sandbox.journal(self._last_call, self._last_version)
-        await self._store.add_tool_calls(
-            self._attempt, [ToolCall(**c.model_dump()) for c in page.calls]
-        )
+        await self._store.add_tool_calls(self._attempt, [ToolCall(**c.model_dump()) for c in page.calls])
         for v in page.versions:
             await self._store.add_workspace_version(
                 self._attempt, v.number, v.parent, {p: t.encode() for p, t in v.files.items()}
@@ -460,8 +501,11 @@ class _JournalIngest:
             await self._store.put_experiment(
                 self._attempt,
                 ExperimentRecord(
-                    number=e.number, workspace_version=e.workspace_version, status=e.status,
-                    result=e.model_dump(mode="json"), created_at=time.time(),
+                    number=e.number,
+                    workspace_version=e.workspace_version,
+                    status=e.status,
+                    result=e.model_dump(mode="json"),
+                    created_at=time.time(),
                 ),
             )
         if page.calls:
@@ -475,4 +519,3 @@ class _JournalIngest:
             await asyncio.sleep(_JOURNAL_POLL_S)
             with contextlib.suppress(InfrastructureError):
                 await self.once()
-

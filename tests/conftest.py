@@ -65,7 +65,9 @@ async def store(settings: Settings) -> AsyncIterator[SqlStore]:
         yield s
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run ``speedrun`` as a user would: a separate process, output captured."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli.main", *args],

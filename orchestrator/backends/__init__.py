@@ -23,9 +23,7 @@ def create_backend(name: str, settings: Settings) -> Backend:
     """Raises: ConfigError for an unknown backend name."""
     matches = entry_points(group=ENTRY_POINT_GROUP, name=name)
     if not matches:
-        raise ConfigError(
-            f"unknown backend {name!r}; available: {', '.join(available_backends()) or 'none'}"
-        )
+        raise ConfigError(f"unknown backend {name!r}; available: {', '.join(available_backends()) or 'none'}")
     cls = next(iter(matches)).load()
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise ConfigError(f"entry point {name!r} does not name a Backend subclass")

@@ -57,15 +57,11 @@ class Sandbox(abc.ABC):
         base, token = self._admin()
         try:
             async with httpx.AsyncClient(base_url=base, timeout=30.0) as http:
-                response = await http.get(
-                    path, params=params, headers={"Authorization": f"Bearer {token}"}
-                )
+                response = await http.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
         except httpx.TransportError as e:
             raise SandboxLost(f"sandbox {self.attempt_id} unreachable: {e}") from e
         if not response.is_success:
-            raise SandboxLost(
-                f"sandbox {self.attempt_id} admin {path} answered {response.status_code}"
-            )
+            raise SandboxLost(f"sandbox {self.attempt_id} admin {path} answered {response.status_code}")
         return response.content
 
     async def journal(self, after_call: int, after_version: int) -> JournalPage:
@@ -136,7 +132,7 @@ class Backend(abc.ABC):
         Returns a description of each resource removed.
         """
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release clients and connections (not sandboxes: those are stopped explicitly)."""
 
 

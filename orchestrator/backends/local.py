@@ -31,8 +31,8 @@ import httpx
 
 from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec, owner_of
 from orchestrator.errors import BackendError, ScorerError
-from orchestrator.runtime import procs
 from orchestrator.log import get_logger
+from orchestrator.runtime import procs
 from orchestrator.runtime.process import (
     OutputLine,
     ProcessLimits,
@@ -57,7 +57,12 @@ def _python_argv(argv: list[str]) -> list[str]:
 
 class LocalSandbox(Sandbox):
     def __init__(
-        self, attempt_id: str, root: Path, proc: subprocess.Popen[bytes], port: int, admin_token: str,
+        self,
+        attempt_id: str,
+        root: Path,
+        proc: subprocess.Popen[bytes],
+        port: int,
+        admin_token: str,
         agent_token: str,
     ) -> None:
         self.attempt_id = attempt_id
@@ -207,8 +212,7 @@ class LocalBackend(Backend):
             results = out_dir / "results.json"
             if not result.succeeded or not results.exists():
                 raise ScorerError(
-                    f"scorer harness ended {result.reason} (code {result.returncode}): "
-                    f"{result.tail[-2000:]}"
+                    f"scorer harness ended {result.reason} (code {result.returncode}): {result.tail[-2000:]}"
                 )
             return HarnessResult.model_validate_json(results.read_text())
         finally:

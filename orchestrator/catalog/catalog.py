@@ -101,8 +101,7 @@ def _load_toml(path: Path) -> dict[str, object]:
 
 def _validation_message(path: Path, error: ValidationError) -> str:
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-        for err in error.errors()
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in error.errors()
     )
     return f"{path}: invalid manifest: {problems}"
 
@@ -156,9 +155,7 @@ class Catalog:
         if not records_dir.is_dir():
             raise NotFound(f"records directory {records_dir} does not exist")
         tracks = tuple(
-            load_track(d, fetch_cache)
-            for d in sorted(records_dir.iterdir())
-            if (d / "track.toml").is_file()
+            load_track(d, fetch_cache) for d in sorted(records_dir.iterdir()) if (d / "track.toml").is_file()
         )
         return cls(tracks=tracks)
 
@@ -186,9 +183,7 @@ class Catalog:
         try:
             return self.records[record_id]
         except KeyError:
-            raise NotFound(
-                f"unknown record {record_id!r}; `speedrun records list` shows them"
-            ) from None
+            raise NotFound(f"unknown record {record_id!r}; `speedrun records list` shows them") from None
 
     def task(self, task_id: str) -> Task:
         try:

@@ -70,4 +70,3 @@ def _synthetic(root: Path, progress: Callable[[str], None] | None) -> TrackData:
         generate_corpus(root, spec, progress)
         marker.write_text(wanted)
     return _layout(root)
-

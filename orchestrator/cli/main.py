@@ -183,9 +183,12 @@ async def score(
         chosen = orch.catalog.task(task)
         files = _read_submission(path, chosen.baseline.manifest.launch.script)
         attempt = await orch.store.create_attempt(
-            task_id=chosen.id, agent="file", backend=orch.backend.name,
+            task_id=chosen.id,
+            agent="file",
+            backend=orch.backend.name,
             config={"repeats": repeats, "source": str(path)},
-            owner=orch.owner, ttl_s=orch.settings.lease_ttl_s,
+            owner=orch.owner,
+            ttl_s=orch.settings.lease_ttl_s,
         )
         await orch.store.transition(attempt.id, AttemptState.PENDING, AttemptState.ACTING)
         attempt = await orch.store.record_submission(attempt.id, files)
@@ -315,7 +318,8 @@ async def attempts_show(attempt_id: str, as_json: JsonFlag = False) -> None:
         err = f" {call['error']}" if call["error"] else ""
         views.stdout.print(f"  call {call['seq']:>3} {call['op']:<18} {call['status']}{err}")
     views.stdout.print(
-        f"{len(detail['experiments'])} experiment(s), {len(detail['workspace_versions'])} workspace version(s)"
+        f"{len(detail['experiments'])} experiment(s), "
+        f"{len(detail['workspace_versions'])} workspace version(s)"
     )
 
 

@@ -91,8 +91,11 @@ def tasks_table(tasks: list[Task]) -> Table:
         table.add_column(col)
     for t in tasks:
         table.add_row(
-            t.id, _num(t.baseline_seconds, "{:.1f}"), _num(t.reference_seconds, "{:.1f}"),
-            f"{t.target_val_loss}", t.reference.manifest.summary,
+            t.id,
+            _num(t.baseline_seconds, "{:.1f}"),
+            _num(t.reference_seconds, "{:.1f}"),
+            f"{t.target_val_loss}",
+            t.reference.manifest.summary,
         )
     return table
 
@@ -104,22 +107,43 @@ def records_table(records: list[Record]) -> Table:
     for r in records:
         m = r.manifest
         table.add_row(
-            r.id, m.name, _num(m.published_train_seconds, "{:.1f}"),
-            str(m.published_steps or "-"), "yes" if r.is_available else "no",
+            r.id,
+            m.name,
+            _num(m.published_train_seconds, "{:.1f}"),
+            str(m.published_steps or "-"),
+            "yes" if r.is_available else "no",
         )
     return table
 
 
 def attempts_table(rows: list[dict[str, Any]], title: str = "Attempts") -> Table:
     table = Table(title=title)
-    for col in ("attempt", "task", "agent", "state", "outcome", "baseline (s)", "reference (s)",
-                "submission (s)", "val_loss", "FSR", "flags"):
+    for col in (
+        "attempt",
+        "task",
+        "agent",
+        "state",
+        "outcome",
+        "baseline (s)",
+        "reference (s)",
+        "submission (s)",
+        "val_loss",
+        "FSR",
+        "flags",
+    ):
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["attempt_id"], r["task"], r["agent"], r["state"], r["outcome"] or "-",
-            _num(r["baseline_seconds"]), _num(r["reference_seconds"]),
-            _num(r["submission_seconds"]), _num(r["val_loss"], "{:.4f}"),
-            _num(r["fsr"], "{:.3f}"), ", ".join(r["flags"]) or "-",
+            r["attempt_id"],
+            r["task"],
+            r["agent"],
+            r["state"],
+            r["outcome"] or "-",
+            _num(r["baseline_seconds"]),
+            _num(r["reference_seconds"]),
+            _num(r["submission_seconds"]),
+            _num(r["val_loss"], "{:.4f}"),
+            _num(r["fsr"], "{:.3f}"),
+            ", ".join(r["flags"]) or "-",
         )
     return table

@@ -10,6 +10,7 @@ results after the fact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import enum
 import os
@@ -203,17 +204,13 @@ async def run_process_group(
                 finish(ExitReason.TIMED_OUT)
                 await wait_task
                 break
-            _, pending = await asyncio.wait(
-                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
+            _, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         returncode = wait_task.result()
         wall_s = time.monotonic() - start
         procs.kill_group(proc.pid)
         procs.kill_labelled(label)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pump_task, timeout=_DRAIN_AFTER_EXIT_S)
-        except TimeoutError:
-            pass
         await proc.wait()  # reap; every writer of the pipe is dead by now
     except asyncio.CancelledError:
         reason = ExitReason.CANCELLED

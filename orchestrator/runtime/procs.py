@@ -33,9 +33,7 @@ def _labels_of(pid: int) -> set[str]:
         return set()
     prefix = f"{LABEL_ENV}=".encode()
     return {
-        item[len(prefix) :].decode(errors="replace")
-        for item in raw.split(b"\0")
-        if item.startswith(prefix)
+        item[len(prefix) :].decode(errors="replace") for item in raw.split(b"\0") if item.startswith(prefix)
     }
 
 

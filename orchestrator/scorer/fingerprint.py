@@ -40,12 +40,19 @@ def _gpus() -> list[dict[str, str]]:
     try:
         out = subprocess.run(
             ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     keys = query.split(",")
-    return [dict(zip(keys, (v.strip() for v in row.split(",")), strict=False)) for row in out.splitlines() if row.strip()]
+    return [
+        dict(zip(keys, (v.strip() for v in row.split(",")), strict=False))
+        for row in out.splitlines()
+        if row.strip()
+    ]
 
 
 def _version(dist: str) -> str | None:

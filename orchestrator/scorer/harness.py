@@ -63,15 +63,17 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
     work = _materialise(plan, run, root)
     argv = [sys.executable if a == "{python}" else a for a in run.argv]
     home = work / "home"
-    env = inherited_env({
-        **run.env,
-        "HOME": str(home),
-        # fresh compile caches per run: no cache replay across runs (THREATS.md #11)
-        "TORCHINDUCTOR_CACHE_DIR": str(home / "inductor"),
-        "TRITON_CACHE_DIR": str(home / "triton"),
-        "NANOGPT_SEED": str(run.seed),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env = inherited_env(
+        {
+            **run.env,
+            "HOME": str(home),
+            # fresh compile caches per run: no cache replay across runs (THREATS.md #11)
+            "TORCHINDUCTOR_CACHE_DIR": str(home / "inductor"),
+            "TRITON_CACHE_DIR": str(home / "triton"),
+            "NANOGPT_SEED": str(run.seed),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     target_line: list[tuple[OutputLine, ProgressLine]] = []
     last: list[ProgressLine] = []
     last_emit = [0.0]
@@ -85,9 +87,14 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
             last_emit[0] = line.t
             _emit(
                 HarnessEvent(
-                    event="progress", label=run.label, index=index, total=len(plan.runs),
-                    step=progress.step, total_steps=progress.total_steps,
-                    val_loss=progress.val_loss, t=round(line.t, 3),
+                    event="progress",
+                    label=run.label,
+                    index=index,
+                    total=len(plan.runs),
+                    step=progress.step,
+                    total_steps=progress.total_steps,
+                    val_loss=progress.val_loss,
+                    t=round(line.t, 3),
                 )
             )
         if progress.val_loss <= plan.target_val_loss:

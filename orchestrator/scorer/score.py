@@ -136,11 +136,14 @@ def score_submission(
         fsr: float | None = round((tb - summary.mean_seconds) / (tb - tr), 4)
     else:
         outcome = Outcome.SUBMISSION_FAILED
-        reason = "; ".join(
-            f"{m.label}: {', '.join(m.flags)} (exit {m.reason}, code {m.returncode})"
-            for m in mine
-            if m.flags
-        ) or "no submission runs"
+        reason = (
+            "; ".join(
+                f"{m.label}: {', '.join(m.flags)} (exit {m.reason}, code {m.returncode})"
+                for m in mine
+                if m.flags
+            )
+            or "no submission runs"
+        )
         fsr = None
     return Score(
         session_id=session_id,

@@ -50,21 +50,36 @@ def build_plan(
     for repeat, seed in enumerate(seeds):
         controls = [
             PlannedRun(
-                label=f"r{repeat}-baseline", role=Role.BASELINE, repeat=repeat, seed=seed,
-                files="baseline", argv=base.launch.argv("{python}"), env=env_of(task.baseline),
+                label=f"r{repeat}-baseline",
+                role=Role.BASELINE,
+                repeat=repeat,
+                seed=seed,
+                files="baseline",
+                argv=base.launch.argv("{python}"),
+                env=env_of(task.baseline),
                 timeout_s=_timeout(settings, base.published_train_seconds),
             ),
             PlannedRun(
-                label=f"r{repeat}-reference", role=Role.REFERENCE, repeat=repeat, seed=seed,
-                files="reference", argv=ref.launch.argv("{python}"), env=env_of(task.reference),
+                label=f"r{repeat}-reference",
+                role=Role.REFERENCE,
+                repeat=repeat,
+                seed=seed,
+                files="reference",
+                argv=ref.launch.argv("{python}"),
+                env=env_of(task.reference),
                 timeout_s=_timeout(settings, ref.published_train_seconds),
             ),
         ]
         subs = [
             PlannedRun(
-                label=f"r{repeat}-sub-{attempt_id}", role=Role.SUBMISSION, attempt_id=attempt_id,
-                repeat=repeat, seed=seed, files=f"sub-{attempt_id}",
-                argv=base.launch.argv("{python}"), env=env_of(task.baseline),
+                label=f"r{repeat}-sub-{attempt_id}",
+                role=Role.SUBMISSION,
+                attempt_id=attempt_id,
+                repeat=repeat,
+                seed=seed,
+                files=f"sub-{attempt_id}",
+                argv=base.launch.argv("{python}"),
+                env=env_of(task.baseline),
                 # the submission gets the baseline's allowance: it must be no slower to count
                 timeout_s=_timeout(settings, base.published_train_seconds),
             )

@@ -172,9 +172,7 @@ class SqlStore(Store):
         outcome: Outcome | None,
         reason: str | None,
     ) -> None:
-        allowed = [expected.value] if isinstance(expected, AttemptState) else [
-            s.value for s in expected
-        ]
+        allowed = [expected.value] if isinstance(expected, AttemptState) else [s.value for s in expected]
         values: dict[str, Any] = {
             "state": new.value,
             "version": AttemptRow.version + 1,
@@ -193,9 +191,7 @@ class SqlStore(Store):
             row = await session.get(AttemptRow, attempt_id)
             if row is None:
                 raise NotFound(f"no attempt {attempt_id!r}")
-            raise StaleStateError(
-                f"attempt {attempt_id} is {row.state}, expected {'/'.join(allowed)}"
-            )
+            raise StaleStateError(f"attempt {attempt_id} is {row.state}, expected {'/'.join(allowed)}")
 
     async def transition(
         self,
@@ -331,9 +327,7 @@ class SqlStore(Store):
         async with self._s() as session:
             rows = (
                 await session.scalars(
-                    select(ToolCallRow)
-                    .where(ToolCallRow.attempt_id == attempt_id)
-                    .order_by(ToolCallRow.seq)
+                    select(ToolCallRow).where(ToolCallRow.attempt_id == attempt_id).order_by(ToolCallRow.seq)
                 )
             ).all()
         return [
@@ -388,9 +382,7 @@ class SqlStore(Store):
     async def record_submission(self, attempt_id: str, files: Mapping[str, bytes]) -> Attempt:
         try:
             async with self._s.begin() as session:
-                await self._cas(
-                    session, attempt_id, AttemptState.ACTING, AttemptState.SCORING, None, None
-                )
+                await self._cas(session, attempt_id, AttemptState.ACTING, AttemptState.SCORING, None, None)
                 tree = await self._put_blobs(session, files)
                 session.add(
                     SubmissionRow(

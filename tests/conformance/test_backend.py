@@ -160,8 +160,12 @@ async def test_scorer_kills_a_hanging_run_and_its_children(
     )
     scorer = settings.scorer.model_copy(update={"timeout_factor": 1.5, "startup_allowance_s": 4.0})
     plan = build_plan(
-        session_id="confhang", task=toy_task, data=data,
-        submissions={"subH": {"train_gpt.py": hang}}, settings=scorer, seeds=[1],
+        session_id="confhang",
+        task=toy_task,
+        data=data,
+        submissions={"subH": {"train_gpt.py": hang}},
+        settings=scorer,
+        seeds=[1],
     )
     result = await backend.run_scorer(plan, lambda _e: None)
     [sub] = [m for m in result.measurements if m.role is Role.SUBMISSION]

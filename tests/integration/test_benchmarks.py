@@ -14,8 +14,21 @@ from tests.conftest import REPO
 def test_scorer_overhead_benchmark_runs(speedrun_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
     result = subprocess.run(
-        [sys.executable, "benchmarks/scorer_overhead.py", "--task", "toy-r1-r2", "--pairs", "1", "--out", str(out)],
-        cwd=REPO, env={**os.environ, **speedrun_env}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "benchmarks/scorer_overhead.py",
+            "--task",
+            "toy-r1-r2",
+            "--pairs",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env={**os.environ, **speedrun_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(out.read_text())

@@ -34,11 +34,17 @@ def _rows(env: dict[str, str], sql: str, *args: object) -> list[tuple]:
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli.main", *args],
-        env={**os.environ, **env}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-def _kill_when(env: dict[str, str], proc: subprocess.Popen[str], states: set[str], timeout: float = 60) -> str:
+def _kill_when(
+    env: dict[str, str], proc: subprocess.Popen[str], states: set[str], timeout: float = 60
+) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = _rows(env, "SELECT id, state FROM attempts")
@@ -93,7 +99,9 @@ def test_killed_while_acting_becomes_an_infrastructure_failure_on_the_next_run(
     assert new_row["outcome"] == "scored", new_row
     assert "recovered 1 interrupted attempt" in rerun.stderr
 
-    listed = {r["attempt_id"]: r for r in json.loads(run_cli("attempts", "list", "--json", env=speedrun_env).stdout)}
+    listed = {
+        r["attempt_id"]: r for r in json.loads(run_cli("attempts", "list", "--json", env=speedrun_env).stdout)
+    }
     orphan = listed[attempt_id]
     assert orphan["state"] == "finished" and orphan["outcome"] == "infra_failed"
     assert "died" in orphan["reason"]

@@ -31,9 +31,12 @@ def test_the_repository_catalog_loads() -> None:
     ("edit", "message"),
     [
         (lambda t: t.replace("schema = 1", "schema = ["), "not valid TOML"),
-        (lambda t: t.replace('target_val_loss = 1.0\n', ""), "target_val_loss: Field required"),
+        (lambda t: t.replace("target_val_loss = 1.0\n", ""), "target_val_loss: Field required"),
         (lambda t: t.replace('editable = ["train_gpt.py"]', 'editable = ["other.py"]'), "editable file"),
-        (lambda t: t.replace('files = ["train_gpt.py", "helper.py"]', 'files = ["../x.py"]'), "relative path"),
+        (
+            lambda t: t.replace('files = ["train_gpt.py", "helper.py"]', 'files = ["../x.py"]'),
+            "relative path",
+        ),
         (lambda t: t.replace("nproc = 1", "nproc = 0"), "launch.nproc"),
         (lambda t: t + "\nunexpected = 1\n", "unexpected: Extra inputs are not permitted"),
     ],

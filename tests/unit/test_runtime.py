@@ -23,8 +23,11 @@ def test_progress_line_parsing() -> None:
 async def _run(tmp_path: Path, code: str, label: str, **limits) -> tuple:
     lines = []
     result = await run_process_group(
-        [sys.executable, "-c", code], cwd=tmp_path, env=inherited_env(),
-        limits=ProcessLimits(**{"timeout_s": 10, **limits}), label=f"speedrun/{label}/t",
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=inherited_env(),
+        limits=ProcessLimits(**{"timeout_s": 10, **limits}),
+        label=f"speedrun/{label}/t",
         on_line=lines.append,
     )
     assert not procs.find_labelled(f"speedrun/{label}/"), "nothing outlives the run"
@@ -44,7 +47,11 @@ async def test_exit_code_and_line_timestamps(tmp_path: Path) -> None:
     [
         ("import time; time.sleep(60)", {"timeout_s": 1}, ExitReason.TIMED_OUT),
         ("while True: print('x' * 1000)", {"max_output_bytes": 200_000}, ExitReason.OUTPUT_LIMIT),
-        ("import time; b = bytearray(400 << 20); time.sleep(30)", {"memory_bytes": 200 << 20}, ExitReason.MEMORY_LIMIT),
+        (
+            "import time; b = bytearray(400 << 20); time.sleep(30)",
+            {"memory_bytes": 200 << 20},
+            ExitReason.MEMORY_LIMIT,
+        ),
     ],
 )
 async def test_limits(tmp_path: Path, code: str, limits: dict, reason: ExitReason) -> None:

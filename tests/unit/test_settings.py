@@ -11,7 +11,9 @@ from orchestrator.settings import Settings
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "speedrun.toml"
-    config.write_text('backend = "from-file"\nlog_level = "warning"\n[scorer]\nrepeats = 4\ntimeout_factor = 5.0\n')
+    config.write_text(
+        'backend = "from-file"\nlog_level = "warning"\n[scorer]\nrepeats = 4\ntimeout_factor = 5.0\n'
+    )
     monkeypatch.setenv("SPEEDRUN_CONFIG", str(config))
     monkeypatch.setenv("SPEEDRUN_SCORER__REPEATS", "2")
     monkeypatch.setenv("SPEEDRUN_BACKEND", "from-env")

@@ -45,8 +45,14 @@ async def test_submission_and_score_are_written_once(store: SqlStore) -> None:
         await store.record_submission(a.id, {"train_gpt.py": b"print(2)\n"})
     assert await store.get_submission(a.id) == {"train_gpt.py": b"print(1)\n"}
 
-    kwargs = dict(session_id="s1", result={"fsr": 0.9}, fsr=0.9, fingerprint_hash="h",
-                  outcome=Outcome.SCORED, reason=None)
+    kwargs = dict(
+        session_id="s1",
+        result={"fsr": 0.9},
+        fsr=0.9,
+        fingerprint_hash="h",
+        outcome=Outcome.SCORED,
+        reason=None,
+    )
     done = await store.record_score(a.id, **kwargs)
     assert done.state is AttemptState.FINISHED and done.outcome is Outcome.SCORED
     with pytest.raises(StaleStateError):
@@ -68,8 +74,10 @@ async def test_leases_exclude_other_owners_until_dead_or_expired(store: SqlStore
 
 async def test_journal_ingestion_is_idempotent(store: SqlStore) -> None:
     a = await _attempt(store)
-    calls = [ToolCall(seq=i, op="read_file", request={"file": "x"}, status=200,
-                      duration_ms=1.0, created_at=0.0) for i in range(3)]
+    calls = [
+        ToolCall(seq=i, op="read_file", request={"file": "x"}, status=200, duration_ms=1.0, created_at=0.0)
+        for i in range(3)
+    ]
     await store.add_tool_calls(a.id, calls)
     await store.add_tool_calls(a.id, calls[1:])
     assert [c.seq for c in await store.tool_calls(a.id)] == [0, 1, 2]
