@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from agent_runtimes.base import AgentContext, TaskBrief, create_agent
+from agent_runtimes.base import Agent, AgentContext, TaskBrief, create_agent
 from orchestrator.backends.base import Backend, Sandbox, SandboxSpec
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import TrackData, ensure_track_data
@@ -87,6 +87,7 @@ class Orchestrator:
         catalog: Catalog,
         backend: Backend,
         progress: Progress | None = None,
+        agent_factory: Callable[[str], Agent] = create_agent,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -94,6 +95,7 @@ class Orchestrator:
         self.backend = backend
         self.owner = owner_id()
         self._progress = progress or (lambda _msg: None)
+        self._agent_factory = agent_factory
         self._held: dict[str, asyncio.Task[Any] | None] = {}
         self._heartbeat: asyncio.Task[None] | None = None
 
@@ -139,7 +141,7 @@ class Orchestrator:
     # --- act ------------------------------------------------------------------------
 
     async def create(self, task: Task, agent: str, config: dict[str, Any] | None = None) -> Attempt:
-        create_agent(agent)  # unknown agents fail here, before anything is recorded
+        self._agent_factory(agent)  # unknown agents fail here, before anything is recorded
         return await self.store.create_attempt(
             task_id=task.id,
             agent=agent,
@@ -210,7 +212,7 @@ class Orchestrator:
         self, attempt: Attempt, task: Task, sandbox: Sandbox
     ) -> tuple[Outcome, str] | None:
         """None when the agent submitted; else the failure outcome and reason."""
-        agent = create_agent(attempt.agent)
+        agent = self._agent_factory(attempt.agent)
         brief = TaskBrief(
             task_id=task.id,
             track=task.track,
