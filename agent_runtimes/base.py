@@ -10,10 +10,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import ClassVar
 
-from orchestrator.errors import ConfigError
+from orchestrator.plugins import load_plugin, plugin_names
 from orchestrator.sandbox.client import ToolClient
 
 ENTRY_POINT_GROUP = "speedrun.agents"
@@ -54,15 +53,9 @@ class Agent(abc.ABC):
 
 
 def available_agents() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return plugin_names(ENTRY_POINT_GROUP)
 
 
 def create_agent(name: str) -> Agent:
     """Raises: ConfigError for an unknown agent name."""
-    matches = entry_points(group=ENTRY_POINT_GROUP, name=name)
-    if not matches:
-        raise ConfigError(f"unknown agent {name!r}; available: {', '.join(available_agents()) or 'none'}")
-    cls = next(iter(matches)).load()
-    if not (isinstance(cls, type) and issubclass(cls, Agent)):
-        raise ConfigError(f"entry point {name!r} does not name an Agent subclass")
-    return cls()
+    return load_plugin(ENTRY_POINT_GROUP, name, Agent)()

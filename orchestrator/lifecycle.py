@@ -26,7 +26,7 @@ from agent_runtimes.base import Agent, AgentContext, TaskBrief, create_agent
 from orchestrator.backends.base import Backend, Sandbox, SandboxSpec
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import TrackData, ensure_track_data
-from orchestrator.domain import ACTIVE_STATES, Attempt, AttemptState, ExperimentRecord, Outcome, ToolCall
+from orchestrator.domain import ACTIVE_STATES, Attempt, AttemptState, ExperimentRecord, Outcome
 from orchestrator.errors import (
     AgentError,
     InfrastructureError,
@@ -494,7 +494,7 @@ class _JournalIngest:
     async def once(self) -> int | None:
         """Ingest what is new; returns the submitted version, if any."""
         page = await self._sandbox.journal(self._last_call, self._last_version)
-        await self._store.add_tool_calls(self._attempt, [ToolCall(**c.model_dump()) for c in page.calls])
+        await self._store.add_tool_calls(self._attempt, page.calls)
         for v in page.versions:
             await self._store.add_workspace_version(
                 self._attempt, v.number, v.parent, {p: t.encode() for p, t in v.files.items()}

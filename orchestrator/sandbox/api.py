@@ -6,10 +6,11 @@ Also the sandbox's start-up config, which the backend writes and the server read
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from orchestrator.domain import ToolCall
 from orchestrator.settings import SandboxLimits
 
 API_PREFIX = "/v1"
@@ -17,6 +18,19 @@ API_PREFIX = "/v1"
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _utf8(text: str) -> str:
+    # JSON may carry lone surrogates ("\\ud800"): refuse them here, as bad input, before
+    # they reach the workspace or the journal (neither can encode them).
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"not valid UTF-8 text ({e.reason} at position {e.start})") from None
+    return text
+
+
+Utf8Text = Annotated[str, AfterValidator(_utf8)]
 
 
 class SandboxConfig(_Wire):
@@ -55,11 +69,11 @@ class FileContent(_Wire):
 
 
 class WriteFile(_Wire):
-    content: str = Field(description="Full new text of the file (UTF-8).")
+    content: Utf8Text = Field(description="Full new text of the file (UTF-8).")
 
 
 class ApplyPatch(_Wire):
-    diff: str = Field(description="A unified diff against editable files of the workspace.")
+    diff: Utf8Text = Field(description="A unified diff against editable files of the workspace.")
 
 
 class WriteResult(_Wire):
@@ -118,16 +132,6 @@ class ErrorBody(_Wire):
     message: str
 
 
-class JournalEntry(_Wire):
-    seq: int
-    op: str
-    request: dict[str, Any]
-    status: int
-    error: str | None = None
-    duration_ms: float
-    created_at: float
-
-
 class WorkspaceVersionOut(_Wire):
     number: int
     parent: int | None
@@ -136,7 +140,7 @@ class WorkspaceVersionOut(_Wire):
 
 
 class JournalPage(_Wire):
-    calls: list[JournalEntry]
+    calls: list[ToolCall]
     versions: list[WorkspaceVersionOut]
     experiments: list[Experiment]
     submitted_version: int | None

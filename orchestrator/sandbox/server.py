@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.domain import ToolCall
 from orchestrator.errors import AlreadySubmitted, ToolRefused, Unauthorized
 from orchestrator.sandbox.api import (
     API_PREFIX,
@@ -39,7 +40,6 @@ from orchestrator.sandbox.api import (
     FileContent,
     FileEntry,
     FileList,
-    JournalEntry,
     JournalPage,
     RunExperiment,
     SandboxConfig,
@@ -59,7 +59,7 @@ class _State:
         self.config = config
         self.workspace = Workspace(config.workspace, config.editable, config.limits.max_file_bytes)
         self.experiments = ExperimentRunner(config)
-        self.journal: list[JournalEntry] = []
+        self.journal: list[ToolCall] = []
         self.submitted: Version | None = None
 
 
@@ -140,7 +140,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
         summary: dict[str, Any] = dict(getattr(request.state, "summary", {}))
         summary.setdefault("path", request.url.path)
         state.journal.append(
-            JournalEntry(
+            ToolCall(
                 seq=len(state.journal),
                 op=getattr(route, "name", None) or request.url.path,
                 request=summary,

@@ -22,10 +22,6 @@ def _texts(record: Record) -> dict[str, str]:
     return {path: data.decode("utf-8") for path, data in record.read_files().items()}
 
 
-def _timeout(settings: ScorerSettings, published_s: float) -> float:
-    return published_s * settings.timeout_factor + settings.startup_allowance_s
-
-
 def build_plan(
     *,
     session_id: str,
@@ -37,55 +33,43 @@ def build_plan(
 ) -> ScoringPlan:
     """``submissions``: attempt id -> validated files (path -> text)."""
     seeds = seeds or [secrets.randbelow(2**31) for _ in range(settings.repeats)]
-    base, ref = task.baseline.manifest, task.reference.manifest
     file_sets = {"baseline": _texts(task.baseline), "reference": _texts(task.reference)}
     for attempt_id, files in submissions.items():
         file_sets[f"sub-{attempt_id}"] = {**file_sets["baseline"], **files}
 
-    def env_of(record: Record) -> dict[str, str]:
+    def planned(
+        label: str,
+        role: Role,
+        record: Record,
+        files: str,
+        repeat: int,
+        seed: int,
+        attempt_id: str | None = None,
+    ) -> PlannedRun:
+        # a submission runs with record N's launch spec and time allowance: to count, it
+        # must be no slower than the baseline
         m = record.manifest
-        return {**m.launch.env, **data.env(val_tokens=m.data.val_tokens, heldout=True)}
+        return PlannedRun(
+            label=f"r{repeat}-{label}",
+            role=role,
+            attempt_id=attempt_id,
+            repeat=repeat,
+            seed=seed,
+            files=files,
+            argv=m.launch.argv("{python}"),
+            env={**m.launch.env, **data.env(val_tokens=m.data.val_tokens, heldout=True)},
+            timeout_s=m.published_train_seconds * settings.timeout_factor + settings.startup_allowance_s,
+        )
 
     runs: list[PlannedRun] = []
     for repeat, seed in enumerate(seeds):
-        controls = [
-            PlannedRun(
-                label=f"r{repeat}-baseline",
-                role=Role.BASELINE,
-                repeat=repeat,
-                seed=seed,
-                files="baseline",
-                argv=base.launch.argv("{python}"),
-                env=env_of(task.baseline),
-                timeout_s=_timeout(settings, base.published_train_seconds),
-            ),
-            PlannedRun(
-                label=f"r{repeat}-reference",
-                role=Role.REFERENCE,
-                repeat=repeat,
-                seed=seed,
-                files="reference",
-                argv=ref.launch.argv("{python}"),
-                env=env_of(task.reference),
-                timeout_s=_timeout(settings, ref.published_train_seconds),
-            ),
-        ]
+        baseline = planned("baseline", Role.BASELINE, task.baseline, "baseline", repeat, seed)
+        reference = planned("reference", Role.REFERENCE, task.reference, "reference", repeat, seed)
         subs = [
-            PlannedRun(
-                label=f"r{repeat}-sub-{attempt_id}",
-                role=Role.SUBMISSION,
-                attempt_id=attempt_id,
-                repeat=repeat,
-                seed=seed,
-                files=f"sub-{attempt_id}",
-                argv=base.launch.argv("{python}"),
-                env=env_of(task.baseline),
-                # the submission gets the baseline's allowance: it must be no slower to count
-                timeout_s=_timeout(settings, base.published_train_seconds),
-            )
-            for attempt_id in submissions
+            planned(f"sub-{a}", Role.SUBMISSION, task.baseline, f"sub-{a}", repeat, seed, attempt_id=a)
+            for a in submissions
         ]
-        first, last = (controls[0], controls[1]) if repeat % 2 == 0 else (controls[1], controls[0])
+        first, last = (baseline, reference) if repeat % 2 == 0 else (reference, baseline)
         runs.extend([first, *subs, last])
     return ScoringPlan(
         session_id=session_id,
