@@ -14,10 +14,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
@@ -58,18 +60,29 @@ T = TypeVar("T")
 
 
 def _progress(message: str) -> None:
-    _stderr.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+    _stderr.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {escape(message)}")
 
 
 def _settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as e:
-        raise UsageError(f"invalid settings: {e}") from e
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in e.errors()
+        )
+        raise UsageError(f"invalid settings: {problems}") from None
+    except ValueError as e:  # e.g. an unreadable config file
+        raise UsageError(f"invalid settings: {e}") from None
 
 
 def _catalog(settings: Settings) -> Catalog:
     return Catalog.load(settings.records_dir, settings.home / "cache" / "records")
+
+
+def _fail(kind: str, error: Exception, code: int) -> NoReturn:
+    _stderr.print(f"[bold red]{kind}:[/bold red] {escape(str(error))}")
+    raise typer.Exit(code) from None
 
 
 def command(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
@@ -77,19 +90,16 @@ def command(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        settings = _settings()
-        configure_logging(settings.log_format, settings.log_level)
         try:
+            settings = _settings()
+            configure_logging(settings.log_format, settings.log_level)
             return asyncio.run(fn(*args, **kwargs))
         except UsageError as e:
-            _stderr.print(f"[bold red]error:[/bold red] {e}")
-            raise typer.Exit(2) from None
+            _fail("error", e, 2)
         except InfrastructureError as e:
-            _stderr.print(f"[bold red]infrastructure error:[/bold red] {e}")
-            raise typer.Exit(3) from None
+            _fail("infrastructure error", e, 3)
         except OrchestratorError as e:
-            _stderr.print(f"[bold red]error:[/bold red] {e}")
-            raise typer.Exit(1) from None
+            _fail("error", e, 1)
         except KeyboardInterrupt:
             _stderr.print("interrupted")
             raise typer.Exit(130) from None
@@ -257,7 +267,7 @@ async def records_show(record_id: str, as_json: JsonFlag = False) -> None:
         views.print_json(view)
     else:
         for key, value in view.items():
-            views.stdout.print(f"[bold]{key}[/bold]: {value}")
+            views.stdout.print(f"[bold]{key}[/bold]: {escape(str(value))}")
 
 
 @data_app.command("synth")
@@ -313,10 +323,10 @@ async def attempts_show(attempt_id: str, as_json: JsonFlag = False) -> None:
         return
     views.stdout.print(views.attempts_table([views.attempt_view(attempt, detail["score"])]))
     if attempt.reason:
-        views.stdout.print(f"reason: {attempt.reason}")
+        views.stdout.print(f"reason: {attempt.reason}", markup=False)
     for call in detail["tool_calls"]:
         err = f" {call['error']}" if call["error"] else ""
-        views.stdout.print(f"  call {call['seq']:>3} {call['op']:<18} {call['status']}{err}")
+        views.stdout.print(f"  call {call['seq']:>3} {call['op']:<18} {call['status']}{err}", markup=False)
     views.stdout.print(
         f"{len(detail['experiments'])} experiment(s), "
         f"{len(detail['workspace_versions'])} workspace version(s)"
@@ -377,7 +387,7 @@ async def cleanup(as_json: JsonFlag = False) -> None:
         views.print_json(removed)
     else:
         for item in removed:
-            views.stdout.print(f"removed {item}")
+            views.stdout.print(f"removed {item}", markup=False)
         views.stdout.print(f"{len(removed)} leftover resource(s) removed")
 
 

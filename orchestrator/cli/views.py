@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.catalog.catalog import Record, Task
 from orchestrator.domain import Attempt
@@ -85,12 +86,18 @@ def _num(value: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _row(table: Table, *cells: str) -> None:
+    """Cells as plain text: names and reasons come from manifests and submissions, not markup."""
+    table.add_row(*(Text(c) for c in cells))
+
+
 def tasks_table(tasks: list[Task]) -> Table:
     table = Table(title="Tasks")
     for col in ("task", "baseline (s)", "reference (s)", "target", "what changed"):
         table.add_column(col)
     for t in tasks:
-        table.add_row(
+        _row(
+            table,
             t.id,
             _num(t.baseline_seconds, "{:.1f}"),
             _num(t.reference_seconds, "{:.1f}"),
@@ -106,7 +113,8 @@ def records_table(records: list[Record]) -> Table:
         table.add_column(col)
     for r in records:
         m = r.manifest
-        table.add_row(
+        _row(
+            table,
             r.id,
             m.name,
             _num(m.published_train_seconds, "{:.1f}"),
@@ -133,7 +141,8 @@ def attempts_table(rows: list[dict[str, Any]], title: str = "Attempts") -> Table
     ):
         table.add_column(col)
     for r in rows:
-        table.add_row(
+        _row(
+            table,
             r["attempt_id"],
             r["task"],
             r["agent"],

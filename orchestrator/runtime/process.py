@@ -38,6 +38,7 @@ class ExitReason(enum.StrEnum):
     OUTPUT_LIMIT = "output_limit"
     MEMORY_LIMIT = "memory_limit"
     CANCELLED = "cancelled"
+    LAUNCH_FAILED = "launch_failed"  # the command could not be started at all
 
 
 @dataclass(frozen=True)

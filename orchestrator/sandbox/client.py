@@ -8,8 +8,8 @@ SandboxLost: an infrastructure failure, never something the agent sees as output
 from __future__ import annotations
 
 from types import TracebackType
-from urllib.parse import quote
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -71,8 +71,14 @@ class ToolClient:
         await self._http.aclose()
 
     async def _call(
-        self, method: str, path: str, model: type[M], *, json: Any = None, params: Any = None,
-        timeout: float | None | httpx.USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT,
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        json: Any = None,
+        params: Any = None,
+        timeout: float | httpx.USE_CLIENT_DEFAULT | None = httpx.USE_CLIENT_DEFAULT,
     ) -> M:
         try:
             response = await self._http.request(
@@ -82,6 +88,8 @@ class ToolClient:
             raise errors.SandboxLost(f"tool API unreachable: {type(e).__name__}: {e}") from e
         if response.is_success:
             return model.model_validate_json(response.content)
+        if response.status_code >= 500:  # the server broke: ours to fix, never the agent's fault
+            raise errors.SandboxLost(f"tool API failed with {response.status_code}: {response.text[:500]}")
         try:
             body = ErrorBody.model_validate_json(response.content)
         except ValidationError:
@@ -111,9 +119,7 @@ class ToolClient:
         return await self._call("GET", f"/experiments/{number}", Experiment)
 
     async def experiment_log(self, number: int, offset: int = 0) -> ExperimentLog:
-        return await self._call(
-            "GET", f"/experiments/{number}/log", ExperimentLog, params={"offset": offset}
-        )
+        return await self._call("GET", f"/experiments/{number}/log", ExperimentLog, params={"offset": offset})
 
     async def submit(self) -> SubmitResult:
         return await self._call("POST", "/submit", SubmitResult)

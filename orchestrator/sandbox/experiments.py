@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import ToolBudgetExceeded, ToolRefused
 from orchestrator.runtime.process import (
+    ExitReason,
     OutputLine,
     ProcessLimits,
     ProcessResult,
@@ -61,9 +63,7 @@ class ExperimentRunner:
         """Raises: ToolBudgetExceeded, ExperimentBusy."""
         limits = self._config.limits
         if len(self._runs) >= limits.max_experiments:
-            raise ToolBudgetExceeded(
-                f"experiment budget used up ({limits.max_experiments} experiments)"
-            )
+            raise ToolBudgetExceeded(f"experiment budget used up ({limits.max_experiments} experiments)")
         if self.running:
             raise ExperimentBusy("an experiment is already running; wait for it to finish")
         run = _Run(number=len(self._runs), version=version, dir=self._runs_dir / str(len(self._runs)))
@@ -95,21 +95,39 @@ class ExperimentRunner:
                 metrics.reached_target = True
                 metrics.time_to_target_s = round(line.t, 3)
 
-        run.result = await run_process_group(
-            cfg.launch_argv,
-            cwd=workdir,
-            env={**cfg.launch_env, "HOME": str(run.dir)},
-            limits=ProcessLimits(
-                timeout_s=timeout_s,
-                max_output_bytes=cfg.limits.max_output_bytes,
-                memory_bytes=cfg.limits.memory_bytes,
-                tail_bytes=cfg.limits.log_tail_bytes,
-            ),
-            label=label_for(cfg.attempt_id, "experiment", str(run.number)),
-            log_path=run.log_path,
-            on_line=on_line,
-        )
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            run.result = await self._launch(run, workdir, timeout_s, on_line)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _launch(
+        self, run: _Run, workdir: Path, timeout_s: float, on_line: Callable[[OutputLine], None]
+    ) -> ProcessResult:
+        cfg = self._config
+        try:
+            return await run_process_group(
+                cfg.launch_argv,
+                cwd=workdir,
+                env={**cfg.launch_env, "HOME": str(run.dir)},
+                limits=ProcessLimits(
+                    timeout_s=timeout_s,
+                    max_output_bytes=cfg.limits.max_output_bytes,
+                    memory_bytes=cfg.limits.memory_bytes,
+                    tail_bytes=cfg.limits.log_tail_bytes,
+                ),
+                label=label_for(cfg.attempt_id, "experiment", str(run.number)),
+                log_path=run.log_path,
+                on_line=on_line,
+            )
+        except OSError as e:
+            return ProcessResult(
+                reason=ExitReason.LAUNCH_FAILED,
+                returncode=None,
+                wall_s=0.0,
+                output_bytes=0,
+                tail=f"could not start {cfg.launch_argv[0]}: {e}",
+                peak_rss_bytes=0,
+            )
 
     async def wait(self, number: int) -> None:
         run = self.get_run(number)
@@ -124,7 +142,11 @@ class ExperimentRunner:
     def describe(self, number: int) -> Experiment:
         run = self.get_run(number)
         result = run.result
-        tail = result.tail if result is not None else _read_tail(run.log_path, self._config.limits.log_tail_bytes)
+        tail = (
+            result.tail
+            if result is not None
+            else _read_tail(run.log_path, self._config.limits.log_tail_bytes)
+        )
         return Experiment(
             number=run.number,
             workspace_version=run.version,

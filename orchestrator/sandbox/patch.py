@@ -44,9 +44,18 @@ def _strip_prefix(name: str) -> str | None:
     return name
 
 
+def _lines(text: str) -> list[str]:
+    """Lines split on "\\n" only: str.splitlines() also splits on \\r, \\f, \\x1c, \\u2028...,
+    which would rewrite untouched lines (CRLF files, form feeds) or break a valid diff."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def parse_unified_diff(diff: str) -> list[FilePatch]:
     """Raises: PatchFailed when the text is not a unified diff."""
-    lines = diff.splitlines()
+    lines = _lines(diff)
     patches: list[FilePatch] = []
     i = 0
     while i < len(lines):
@@ -90,9 +99,7 @@ def parse_unified_diff(diff: str) -> list[FilePatch]:
             hunks.append(hunk)
         if not hunks:
             raise PatchFailed(f"no hunks for {path}")
-        patches.append(
-            FilePatch(path=path, hunks=hunks, creates=old_name is None, deletes=new_name is None)
-        )
+        patches.append(FilePatch(path=path, hunks=hunks, creates=old_name is None, deletes=new_name is None))
     if not patches:
         raise PatchFailed("no file headers ('--- a/...', '+++ b/...') found in the diff")
     return patches
@@ -113,16 +120,15 @@ def apply_file_patch(original: str | None, patch: FilePatch) -> str | None:
     if patch.deletes:
         return None
     ends_with_newline = original.endswith("\n")
-    text = original.splitlines()
+    text = _lines(original)
     offset = 0
     for n, hunk in enumerate(patch.hunks, start=1):
         old = hunk.old()
-        start = max(hunk.old_start - 1, 0) + offset
+        # "@@ -N,0 ..." (a pure insertion, as diff -U0 writes it) inserts *after* line N
+        start = (hunk.old_start if not old else max(hunk.old_start - 1, 0)) + offset
         at = _find(text, old, start)
         if at is None:
-            raise PatchFailed(
-                f"{patch.path}: hunk {n} (at line {hunk.old_start}) does not match the file"
-            )
+            raise PatchFailed(f"{patch.path}: hunk {n} (at line {hunk.old_start}) does not match the file")
         text[at : at + len(old)] = hunk.new()
         offset += len(hunk.new()) - len(old)
         offset += at - start

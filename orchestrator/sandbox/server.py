@@ -12,7 +12,6 @@ written to ``<state_dir>/port`` once the server accepts connections.
 dependency aliases defined inside ``create_app`` at decoration time.)
 """
 
-
 import asyncio
 import contextlib
 import hmac
@@ -28,9 +27,10 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from orchestrator.domain import ToolCall
-from orchestrator.errors import AlreadySubmitted, ToolRefused, Unauthorized
+from orchestrator.errors import AlreadySubmitted, FileTooLarge, ToolRefused, Unauthorized
 from orchestrator.sandbox.api import (
     API_PREFIX,
     ApplyPatch,
@@ -69,6 +69,15 @@ def _token(request: Request) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
+def _operation(app: FastAPI, request: Request) -> str:
+    """The route's name, also for calls refused before routing (e.g. without a token)."""
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return getattr(route, "name", request.url.path)
+    return request.url.path
+
+
 def _changed(before: Version, after: Version) -> list[str]:
     names = set(before.tree) | set(after.tree)
     return sorted(n for n in names if before.tree.get(n) != after.tree.get(n))
@@ -76,6 +85,9 @@ def _changed(before: Version, after: Version) -> list[str]:
 
 def create_app(config: SandboxConfig) -> FastAPI:
     state = _State(config)
+    # Generous: JSON escaping can grow a file several times; the precise per-file limit
+    # (and its clearer message) is applied after parsing. This only stops absurd bodies.
+    max_body = 6 * config.limits.max_file_bytes + 64 * 1024
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -122,27 +134,22 @@ def create_app(config: SandboxConfig) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         request.state.error = "bad_request"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         body = ErrorBody(error="bad_request", message=problems)
         return JSONResponse(body.model_dump(), status_code=422)
 
     @app.middleware("http")
-    async def journal(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def journal(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if not request.url.path.startswith(API_PREFIX):
             return await call_next(request)
         started = time.monotonic()
-        response = await call_next(request)
-        route = request.scope.get("route")
+        response = await _guarded(request, call_next)
         summary: dict[str, Any] = dict(getattr(request.state, "summary", {}))
         summary.setdefault("path", request.url.path)
         state.journal.append(
             ToolCall(
                 seq=len(state.journal),
-                op=getattr(route, "name", None) or request.url.path,
+                op=_operation(app, request),
                 request=summary,
                 status=response.status_code,
                 error=getattr(request.state, "error", None),
@@ -151,6 +158,23 @@ def create_app(config: SandboxConfig) -> FastAPI:
             )
         )
         return response
+
+    async def _guarded(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Token and body size are checked before the body is read; a server bug is a 500."""
+
+        def refuse(status: int, code: str, message: str) -> Response:
+            request.state.error = code
+            return JSONResponse(ErrorBody(error=code, message=message).model_dump(), status_code=status)
+
+        if not hmac.compare_digest(_token(request), config.agent_token):
+            return refuse(401, Unauthorized.code, "missing or wrong bearer token")
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > max_body:
+            return refuse(413, FileTooLarge.code, f"request body over the {max_body}-byte limit")
+        try:
+            return await call_next(request)
+        except Exception as e:  # journaled, and the connection stays usable
+            return refuse(500, "internal", f"tool API server error: {type(e).__name__}")
 
     @app.get(f"{API_PREFIX}/files", tags=["files"], name="list_files")
     async def list_files(s: Agent) -> FileList:

@@ -66,6 +66,11 @@ class Workspace:
                 mode = os.lstat(current).st_mode
             except FileNotFoundError:
                 continue
+            except NotADirectoryError:
+                parent = current.parent.relative_to(self.root)
+                raise PathRefused(f"{rel}: {parent} is a file, not a folder") from None
+            except OSError as e:  # e.g. a name too long: the agent's input, never our failure
+                raise PathRefused(f"{rel}: {e.strerror or e}") from None
             if stat.S_ISLNK(mode):
                 raise PathRefused(f"{rel}: symbolic links are not allowed")
         if not current.resolve().is_relative_to(self.root):
@@ -83,6 +88,13 @@ class Workspace:
                 f"{name}: not editable in this task; editable files: {', '.join(sorted(self._editable))}"
             )
         return name
+
+    @staticmethod
+    def _encode(name: str, content: str) -> bytes:
+        try:
+            return content.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates, e.g. from a JSON "\\ud800" escape
+            raise PathRefused(f"{name}: not valid UTF-8 text ({e.reason})") from None
 
     def _check_text(self, name: str, data: bytes) -> None:
         if len(data) > self._max:
@@ -141,7 +153,7 @@ class Workspace:
 
     def write(self, rel: str, content: str) -> Version:
         name = self._check_editable(rel)
-        data = content.encode("utf-8")
+        data = self._encode(name, content)
         self._check_text(name, data)
         self._write_bytes(name, data)
         return self._commit(parent=self.head.number)
@@ -154,12 +166,14 @@ class Workspace:
             if patch.deletes:
                 raise PatchFailed(f"{name}: deleting files is not allowed")
             current = results.get(name)
-            original = current.decode() if current is not None else (
-                self.read(name) if self._resolve(name).exists() else None
+            original = (
+                current.decode()
+                if current is not None
+                else (self.read(name) if self._resolve(name).exists() else None)
             )
             patched = apply_file_patch(original, patch)
             assert patched is not None
-            data = patched.encode("utf-8")
+            data = self._encode(name, patched)
             self._check_text(name, data)
             results[name] = data
         for name, data in results.items():  # all hunks matched: only now touch the disk
