@@ -39,9 +39,7 @@ def write_shard(path: Path | str, tokens: npt.ArrayLike) -> None:
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"tokens must be integers, got dtype {arr.dtype}")
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= 1 << 16):
-        raise ValueError(
-            f"tokens must lie in [0, 65536) to fit uint16, got range [{arr.min()}, {arr.max()}]"
-        )
+        raise ValueError(f"tokens must lie in [0, 65536) to fit uint16, got range [{arr.min()}, {arr.max()}]")
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[:3] = (SHARD_MAGIC, SHARD_VERSION, arr.size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +48,7 @@ def write_shard(path: Path | str, tokens: npt.ArrayLike) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(header.tobytes())
             f.write(arr.astype(TOKEN_DTYPE, copy=False).tobytes())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; sandboxes may read as another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -70,9 +69,7 @@ def read_shard_header(path: Path | str) -> ShardHeader:
     if magic != SHARD_MAGIC:
         raise DataFormatError(f"shard {path}: bad magic {magic} (expected {SHARD_MAGIC})")
     if version != SHARD_VERSION:
-        raise DataFormatError(
-            f"shard {path}: unsupported version {version} (expected {SHARD_VERSION})"
-        )
+        raise DataFormatError(f"shard {path}: unsupported version {version} (expected {SHARD_VERSION})")
     if num_tokens < 0:
         raise DataFormatError(f"shard {path}: negative token count {num_tokens}")
     expected = HEADER_BYTES + num_tokens * TOKEN_DTYPE.itemsize
@@ -83,8 +80,7 @@ def read_shard_header(path: Path | str) -> ShardHeader:
         )
     if size > expected:
         raise DataFormatError(
-            f"shard {path}: {size - expected} unexpected trailing bytes after "
-            f"{num_tokens} tokens"
+            f"shard {path}: {size - expected} unexpected trailing bytes after {num_tokens} tokens"
         )
     return ShardHeader(magic=magic, version=version, num_tokens=num_tokens)
 
@@ -94,6 +90,4 @@ def read_shard(path: Path | str) -> npt.NDArray[np.uint16]:
     header = read_shard_header(path)
     if header.num_tokens == 0:
         return np.zeros(0, dtype=TOKEN_DTYPE)
-    return np.memmap(
-        path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(header.num_tokens,)
-    )
+    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(header.num_tokens,))

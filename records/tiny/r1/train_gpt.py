@@ -26,16 +26,16 @@ class Hyperparameters:
     # data
     train_files: str = os.environ.get("NANOGPT_TRAIN_FILES", "data/tiny/train_*.bin")
     val_files: str = os.environ.get("NANOGPT_VAL_FILES", "data/tiny/val_000000.bin")
-    val_tokens: int = int(os.environ.get("NANOGPT_VAL_TOKENS", "32768"))
+    val_tokens: int = int(os.environ.get("NANOGPT_VAL_TOKENS", "16384"))
     seed: int = int(os.environ.get("NANOGPT_SEED", "0"))
     # optimization
     batch_size: int = 16  # sequences per step, summed over ranks
     seq_len: int = 128
-    num_iterations: int = int(os.environ.get("NANOGPT_NUM_ITERATIONS", "400"))
+    num_iterations: int = int(os.environ.get("NANOGPT_NUM_ITERATIONS", "420"))
     warmup_iters: int = 40
-    lr: float = 6e-4
+    lr: float = 1.5e-3
     weight_decay: float = 0.1
-    val_every: int = 100
+    val_every: int = 50
     # model
     vocab_size: int = 512
     n_layer: int = 4
