@@ -444,7 +444,7 @@ async def test_experiment_timeout_kills_the_whole_group(start: Start) -> None:
         assert not left, f"experiment processes outlived the timeout: {left}"
         assert procs.find_labelled(f"speedrun/{sb.attempt_id}/sandbox"), "the sandbox itself lives on"
         assert (run.status, run.reason) == ("finished", "timed_out")
-        assert run.wall_s is not None and limit <= run.wall_s < limit + 5
+        assert run.wall_s is not None and limit <= run.wall_s < limit + 15
         assert "spawned" in run.log_tail, "the script got as far as starting its child"
         assert run.metrics.steps_seen == 1 and not run.metrics.reached_target
         assert (await tools.experiment(0)).reason == "timed_out"
