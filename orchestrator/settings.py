@@ -31,6 +31,11 @@ def _default_records_dir() -> Path:
     return checkout if checkout.is_dir() else _PACKAGE_DIR / "_bundled" / "records"
 
 
+def _default_hints_dir() -> Path:
+    checkout = _PACKAGE_DIR.parent / "hints"
+    return checkout if checkout.is_dir() else _PACKAGE_DIR / "_bundled" / "hints"
+
+
 def _default_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "speedrun"
@@ -83,6 +88,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL; default: SQLite at <home>/speedrun.db."""
     records_dir: Path = Field(default_factory=_default_records_dir)
+    hints_dir: Path = Field(default_factory=_default_hints_dir)
+    """The team's hint packs (layout: orchestrator/catalog/hints.py)."""
     data_root: Path | None = None
     """Where track data lives; default <home>/data. Shareable between homes."""
     backend: str = "local"

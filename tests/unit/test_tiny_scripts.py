@@ -92,8 +92,9 @@ def test_script_trains_and_prints_progress_lines(record: Path, corpus: Path) -> 
     lines = [m for line in _launch(record, corpus, 1, 3) if (m := PROGRESS.match(line))]
     assert [(int(m[1]), int(m[2])) for m in lines] == [(0, 3), (3, 3)]
     assert int(lines[0][4]) == 0 < int(lines[1][4])
-    # near ln(512) = 6.24 at init; the few warmup steps cannot move it far
-    assert all(5.0 < float(m[3]) < 7.0 for m in lines)
+    initial, final = float(lines[0][3]), float(lines[1][3])
+    assert 5.5 < initial < 7.0  # an untrained model sits near ln(512) = 6.24
+    assert 2.0 < final < initial + 0.05  # three steps train (r4 fast, r1 barely, in warmup)
 
 
 @pytest.mark.slow
