@@ -9,6 +9,7 @@ Precedence, highest first (declared in ``settings_customise_sources``):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -123,6 +124,12 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.data_root or self.home / "data"
+
+    @property
+    def instance_id(self) -> str:
+        """Names this orchestrator instance (its home and store) in process and resource labels."""
+        key = f"{self.home.resolve()}\0{self.resolved_database_url}"
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
 
     @property
     def workspaces_dir(self) -> Path:

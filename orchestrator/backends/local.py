@@ -87,6 +87,7 @@ class LocalBackend(Backend):
         self._settings = settings
         self._workspaces = settings.workspaces_dir
         self._scoring = settings.scoring_dir
+        self._instance = settings.instance_id
 
     async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
         root = self._workspaces / spec.attempt_id
@@ -120,7 +121,9 @@ class LocalBackend(Backend):
             log = (state / "server.log").open("wb")
         except OSError as e:
             raise BackendError(f"cannot prepare sandbox folder {root}: {e}") from e
-        env = inherited_env({procs.LABEL_ENV: label_for(spec.attempt_id, "sandbox")})
+        env = inherited_env(
+            {procs.LABEL_ENV: label_for(spec.attempt_id, "sandbox"), procs.INSTANCE_ENV: self._instance}
+        )
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         with log:
             proc = subprocess.Popen(
@@ -199,7 +202,9 @@ class LocalBackend(Backend):
                 return
             on_event(event)
 
-        env = inherited_env({"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+        env = inherited_env(
+            {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), procs.INSTANCE_ENV: self._instance}
+        )
         try:
             result = await run_process_group(
                 [sys.executable, "-m", "orchestrator.scorer.harness", str(plan_path), str(out_dir)],
@@ -220,7 +225,7 @@ class LocalBackend(Backend):
 
     async def cleanup(self, keep: Collection[str]) -> list[str]:
         removed: list[str] = []
-        for pid, label in procs.find_labelled("speedrun/").items():
+        for pid, label in procs.find_labelled("speedrun/", instance=self._instance).items():
             owner = owner_of(label)
             if owner is not None and owner not in keep:
                 procs.kill_labelled(label)

@@ -143,6 +143,8 @@ async def run_process_group(
         asyncio.CancelledError: when the caller is cancelled (the group is killed first).
     """
     child_env = {**env, procs.LABEL_ENV: label}
+    if procs.INSTANCE_ENV in os.environ:  # a sandbox or harness passes its instance on
+        child_env.setdefault(procs.INSTANCE_ENV, os.environ[procs.INSTANCE_ENV])
     start = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         *argv,

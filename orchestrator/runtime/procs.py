@@ -3,6 +3,8 @@
 Processes we start carry a label in their environment (``SPEEDRUN_LABEL=<id>``),
 inherited by everything they spawn. A process that leaves our process group with
 setsid() still carries it, so a sweep by label catches what a group kill misses.
+A second variable (``SPEEDRUN_INSTANCE``) names the orchestrator home that started
+the tree, so one home's cleanup never touches another's attempts on the same host.
 (A process that also scrubs its environment escapes the local backend; real
 isolation is the container and pod backends' job: their cgroups hold everything.)
 """
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LABEL_ENV = "SPEEDRUN_LABEL"
+INSTANCE_ENV = "SPEEDRUN_INSTANCE"
 _PROC = Path("/proc")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -26,27 +29,33 @@ def _pids() -> Iterator[int]:
             yield int(entry.name)
 
 
-def _labels_of(pid: int) -> set[str]:
-    try:
-        raw = (_PROC / str(pid) / "environ").read_bytes()
-    except OSError:
-        return set()
-    prefix = f"{LABEL_ENV}=".encode()
-    return {
-        item[len(prefix) :].decode(errors="replace") for item in raw.split(b"\0") if item.startswith(prefix)
-    }
+def _env_value(raw: bytes, name: str) -> str | None:
+    prefix = f"{name}=".encode()
+    for item in raw.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode(errors="replace")
+    return None
 
 
-def find_labelled(label_prefix: str) -> dict[int, str]:
-    """pid -> label for every live process whose label starts with ``label_prefix``."""
+def find_labelled(label_prefix: str, instance: str | None = None) -> dict[int, str]:
+    """pid -> label for every live process whose label starts with ``label_prefix``.
+
+    With ``instance``, only processes started by that orchestrator instance match.
+    """
     found: dict[int, str] = {}
     me = os.getpid()
     for pid in _pids():
         if pid == me:
             continue
-        for label in _labels_of(pid):
-            if label.startswith(label_prefix):
-                found[pid] = label
+        try:
+            raw = (_PROC / str(pid) / "environ").read_bytes()
+        except OSError:
+            continue
+        label = _env_value(raw, LABEL_ENV)
+        if label is None or not label.startswith(label_prefix):
+            continue
+        if instance is None or _env_value(raw, INSTANCE_ENV) == instance:
+            found[pid] = label
     return found
 
 

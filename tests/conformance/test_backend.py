@@ -119,6 +119,21 @@ async def test_cleanup_removes_leftovers_but_keeps_live_attempts(
         await backend.stop_sandbox(leaked, interrupted=True)
 
 
+async def test_cleanup_leaves_other_instances_alone(
+    backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    """Two homes on one host: one's cleanup must not reap the other's attempts."""
+    sandbox = await backend.start_sandbox(_spec(toy_task, settings, catalog, "confmine"))
+    other_settings = settings.model_copy(update={"home": settings.home / "other-home"})
+    try:
+        async with create_backend(backend.name, other_settings) as other:
+            removed = await other.cleanup(keep=set())
+        assert not any("confmine" in item for item in removed)
+        assert _labelled("confmine")
+    finally:
+        await backend.stop_sandbox(sandbox, interrupted=False)
+
+
 async def test_scorer_times_runs_from_pristine_files(
     backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
 ) -> None:

@@ -10,10 +10,6 @@ from tests.conftest import REPO, run_cli
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="tiny-track calibration (target loss, published times) is not finished; "
-    "issue 2 stays open until this test passes"
-)
 @pytest.mark.timeout(900)
 def test_demo_end_to_end(speedrun_env: dict[str, str]) -> None:
     env = {**speedrun_env, "SPEEDRUN_RECORDS_DIR": str(REPO / "records")}

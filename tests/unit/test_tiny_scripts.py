@@ -62,7 +62,6 @@ def test_manifest_is_consistent(record: Path) -> None:
     assert manifest.data.val_tokens < SynthSpec().val_tokens
 
 
-@pytest.mark.skip(reason="tiny-track calibration is not finished; issue 2 stays open until it passes")
 @pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.name)
 def test_manifest_is_calibrated(record: Path) -> None:
     manifest = RecordManifest.model_validate(tomllib.loads((record / "record.toml").read_text()))

@@ -31,9 +31,9 @@ class Hyperparameters:
     # optimization
     batch_size: int = 16  # sequences per step, summed over ranks
     seq_len: int = 128
-    num_iterations: int = int(os.environ.get("NANOGPT_NUM_ITERATIONS", "420"))
+    num_iterations: int = int(os.environ.get("NANOGPT_NUM_ITERATIONS", "365"))
     warmup_iters: int = 40
-    lr: float = 1.5e-3
+    lr: float = 2e-3
     weight_decay: float = 0.1
     val_every: int = 50
     # model
@@ -199,12 +199,6 @@ def main():
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]
 
-    def all_reduce_mean(t):
-        if distributed:
-            dist.all_reduce(t)
-            t /= world_size
-        return t
-
     @torch.no_grad()
     def evaluate():
         model.eval()
@@ -215,7 +209,9 @@ def main():
             buf = val_tokens[chunk[:, None] * args.seq_len + torch.arange(args.seq_len + 1)]
             total += model(buf[:, :-1], buf[:, 1:]) * chunk.numel()
         model.train()
-        return all_reduce_mean(total).item() / n_seq
+        if distributed:
+            dist.all_reduce(total)
+        return total.item() / n_seq
 
     training_time_ms = 0.0
     t0 = time.perf_counter()
@@ -238,8 +234,10 @@ def main():
         inputs, targets = loader.next_batch()
         loss = model(inputs, targets)
         loss.backward()
-        for p in model.parameters():
-            all_reduce_mean(p.grad)
+        if distributed:
+            for p in model.parameters():
+                dist.all_reduce(p.grad)
+                p.grad /= world_size
         for opt in optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * lr_multiplier(step)

@@ -31,7 +31,7 @@ class Hyperparameters:
     # optimization
     batch_size: int = 16  # sequences per step, summed over ranks
     seq_len: int = 128
-    num_iterations: int = int(os.environ.get("NANOGPT_NUM_ITERATIONS", "130"))
+    num_iterations: int = int(os.environ.get("NANOGPT_NUM_ITERATIONS", "115"))
     warmup_iters: int = 10
     warmdown_frac: float = 0.4  # final fraction of the run with linearly decaying lr
     lr: float = 8e-3  # AdamW: embedding, biases, norms
@@ -265,12 +265,6 @@ def main():
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]
 
-    def all_reduce_mean(t):
-        if distributed:
-            dist.all_reduce(t)
-            t /= world_size
-        return t
-
     @torch.no_grad()
     def evaluate():
         model.eval()
@@ -281,7 +275,9 @@ def main():
             buf = val_tokens[chunk[:, None] * args.seq_len + torch.arange(args.seq_len + 1)]
             total += model(buf[:, :-1], buf[:, 1:]) * chunk.numel()
         model.train()
-        return all_reduce_mean(total).item() / n_seq
+        if distributed:
+            dist.all_reduce(total)
+        return total.item() / n_seq
 
     training_time_ms = 0.0
     t0 = time.perf_counter()
@@ -304,8 +300,10 @@ def main():
         inputs, targets = loader.next_batch()
         loss = model(inputs, targets)
         loss.backward()
-        for p in model.parameters():
-            all_reduce_mean(p.grad)
+        if distributed:
+            for p in model.parameters():
+                dist.all_reduce(p.grad)
+                p.grad /= world_size
         for opt in optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * lr_multiplier(step)
