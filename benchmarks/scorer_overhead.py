@@ -3,8 +3,9 @@
 Both sides run the same files, data, environment and seed, alternating A/B so drift
 on the machine hits both alike. "Scored" is the whole ``backend.run_scorer`` call
 (harness start, fresh folder, fingerprint, timing, kill and read-back); "bare" is
-``torchrun ...`` from launch to exit. The ratio scored/bare is the overhead; the
-goal is at most 1.05.
+``torchrun ...`` from launch to its first progress line at or below the target, then a
+kill: the scorer also stops there, so both sides do the same work. The ratio
+scored/bare is the overhead; the goal is at most 1.05.
 
     python benchmarks/scorer_overhead.py [--task tiny-r1-r2] [--pairs 3] [--out FILE]
 """
@@ -24,20 +25,36 @@ from pathlib import Path
 from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.catalog.data import ensure_track_data
-from orchestrator.runtime.process import inherited_env
+from orchestrator.runtime import procs
+from orchestrator.runtime.process import inherited_env, label_for
+from orchestrator.runtime.progress import parse_progress_line
 from orchestrator.scorer.plan import Role
 from orchestrator.scorer.session import build_plan
 from orchestrator.settings import Settings
 
 
-def _bare(argv: list[str], files: dict[str, str], env: dict[str, str], seed: int) -> float:
+def _bare(argv: list[str], files: dict[str, str], env: dict[str, str], seed: int, target: float) -> float:
+    """The least a timer can do: launch, read stdout to the first line at or below target, kill."""
     with tempfile.TemporaryDirectory() as tmp:
         for rel, text in files.items():
             (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / rel).write_text(text)
-        full_env = inherited_env({**env, "NANOGPT_SEED": str(seed), "HOME": tmp, "PYTHONUNBUFFERED": "1"})
+        label = label_for("bench-bare", str(seed))  # torchrun's workers may leave its group
+        full_env = inherited_env(
+            {**env, "NANOGPT_SEED": str(seed), "HOME": tmp, "PYTHONUNBUFFERED": "1", procs.LABEL_ENV: label}
+        )
         start = time.monotonic()
-        subprocess.run(argv, cwd=tmp, env=full_env, check=True, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, cwd=tmp, env=full_env, stdout=subprocess.PIPE, start_new_session=True)
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            progress = parse_progress_line(raw.decode(errors="replace").rstrip("\n"))
+            if progress is not None and progress.val_loss <= target:
+                break
+        else:
+            raise RuntimeError("the bare run ended without reaching the target")
+        procs.kill_group(proc.pid)
+        procs.kill_labelled(label)
+        proc.wait()
         return time.monotonic() - start
 
 
@@ -74,7 +91,7 @@ async def main() -> None:
         scored = time.monotonic() - start
         [m] = result.measurements
         assert m.reached_target, f"the record did not reach its target: {m.flags}"
-        bare = _bare(argv, files, run.env, seed)
+        bare = _bare(argv, files, run.env, seed, plan.target_val_loss)
         rows.append(
             {
                 "pair": pair,
