@@ -13,7 +13,8 @@ from rich.text import Text
 from orchestrator.catalog.catalog import Record, Task
 from orchestrator.domain import Attempt
 
-stdout = Console(highlight=False, soft_wrap=True)
+# Piped tables (CI logs, files) keep every column readable instead of rich's default 80.
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def task_view(task: Task) -> dict[str, Any]:
