@@ -188,9 +188,16 @@ class FinewebData(_Strict):
     repo_id: str
     """Hugging Face dataset repository holding the tokenized shards."""
     revision: str = "main"
-    train_pattern: str = "fineweb_train_{index:06d}.bin"
-    """File name of train shard ``index``; the first train shard has index 1."""
+    train_prefix: str = "fineweb_train_"
+    """Train shard ``i`` (from 1) is ``<prefix><i:06d>.bin``."""
     val_file: str = "fineweb_val_000000.bin"
+
+    def train_file(self, index: int) -> str:
+        return f"{self.train_prefix}{index:06d}.bin"
+
+    @property
+    def train_glob(self) -> str:
+        return f"{self.train_prefix}*.bin"
 
     @field_validator("repo_id")
     @classmethod
