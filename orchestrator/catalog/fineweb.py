@@ -1,9 +1,9 @@
 """FineWeb token shards from a Hugging Face dataset repository: download, verify, lay out.
 
-Downloads go through huggingface_hub (``hf_hub_download`` into a local folder), which
-resumes an interrupted transfer from its ``.incomplete`` file and checks the size the
-server announced; every shard is then checked here against the shard format (header,
-and a file size that matches the header's token count). ``HF_ENDPOINT`` selects the hub.
+Downloads use huggingface_hub's metadata request and transfer code (``HF_ENDPOINT``
+selects the hub); the transfer checks the size the server announced and resumes from a
+partial file after an interruption. Every shard is then checked against the shard format
+(header, and a file size that matches the header's token count) before it is kept.
 
 Layout of ``<data_dir>/fineweb/<owner>--<name>/``: the repository's own file names,
 ``fetched.json`` (what was verified, with sizes), and ``val_agents_000000.bin``, the second
@@ -15,6 +15,7 @@ published times were measured on.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from orchestrator.catalog.shards import ShardHeader, read_shard, read_shard_head
 from orchestrator.errors import DataFormatError, FetchError, NotFound, SourceUnreachable, UsageError
 
 FETCHED = "fetched.json"
+PARTIAL_DIR = ".partial"
 AGENTS_VAL = "val_agents_000000.bin"
 
 
@@ -67,37 +69,77 @@ def _check(path: Path) -> ShardHeader:
     return read_shard_header(path)
 
 
-def _download(spec: FinewebData, name: str, root: Path, endpoint: str | None) -> Path:
-    """One file through huggingface_hub, errors translated to ours."""
-    import huggingface_hub
-    from huggingface_hub import errors as hf_errors
+def _is_network_error(e: BaseException) -> bool:
+    """Offline, refused, timed out or cut off. huggingface_hub has used requests, httpx and
+    httpx2 across versions, so this goes by the exception family's names."""
+    names = {cls.__name__ for cls in type(e).__mro__}
+    return isinstance(e, OSError) or bool(names & {"TransportError", "ConnectionError", "Timeout"})
 
+
+def _download(
+    spec: FinewebData, name: str, root: Path, endpoint: str | None, report: Callable[[str], None]
+) -> Path:
+    """One file through huggingface_hub's metadata and transfer code, into ``.partial/``.
+
+    The partial file is named by the file and its ETag, so a rerun resumes it with a Range
+    request (huggingface_hub's own downloads restart from zero in a new process), and a
+    file that changed upstream never mixes with an old partial one.
+    """
     try:
-        return Path(
-            huggingface_hub.hf_hub_download(
-                repo_id=spec.repo_id,
-                filename=name,
-                repo_type="dataset",
-                revision=spec.revision,
-                local_dir=root,
-                endpoint=endpoint,
+        import huggingface_hub
+        from huggingface_hub import errors as hf_errors
+        from huggingface_hub.file_download import http_get
+        from huggingface_hub.utils import build_hf_headers
+    except ImportError:
+        raise UsageError(
+            "downloading FineWeb needs huggingface_hub: pip install 'speedrun-orchestrator[data]'"
+        ) from None
+
+    hub = endpoint or huggingface_hub.constants.ENDPOINT
+    url = huggingface_hub.hf_hub_url(
+        spec.repo_id, name, repo_type="dataset", revision=spec.revision, endpoint=endpoint
+    )
+    partial: Path | None = None
+    try:
+        meta = huggingface_hub.get_hf_file_metadata(url)
+        tag = re.sub(r"[^A-Za-z0-9]", "", meta.etag or "")[:16] or "unversioned"
+        partial = root / PARTIAL_DIR / f"{name}.{tag}.part"
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        for stale in partial.parent.glob(f"{name}.*.part"):
+            if stale != partial:
+                stale.unlink()
+        if meta.size is not None and partial.exists() and partial.stat().st_size > meta.size:
+            partial.unlink()
+        with partial.open("ab") as f:
+            resume = f.tell()
+            if resume:
+                report(f"{name}: resuming at byte {resume:,} of {meta.size or 0:,}")
+            http_get(
+                meta.location,
+                f,
+                resume_size=resume,
+                headers=build_hf_headers(),
+                expected_size=meta.size,
+                displayed_filename=name,
             )
-        )
-    except hf_errors.LocalEntryNotFoundError as e:
-        # huggingface_hub's way of saying the HEAD request could not reach the hub
-        hub = endpoint or huggingface_hub.constants.ENDPOINT
-        raise SourceUnreachable(
-            f"cannot reach {hub} to download {name} from {spec.repo_id} (offline or unreachable); "
-            f"shards already verified in {root} are kept"
-        ) from e
     except (hf_errors.EntryNotFoundError, hf_errors.RepositoryNotFoundError) as e:
         raise FetchError(f"{spec.repo_id}@{spec.revision} has no file {name}: {e}") from e
     except hf_errors.HfHubHTTPError as e:
         raise FetchError(f"downloading {name} from {spec.repo_id} failed: {e}") from e
-    except OSError as e:  # connection lost mid-transfer after huggingface_hub's own retries
+    except Exception as e:
+        if not _is_network_error(e):
+            raise
+        if partial is None:
+            raise SourceUnreachable(
+                f"cannot reach {hub} to download {name} from {spec.repo_id} (offline or unreachable); "
+                f"shards already verified in {root} are kept"
+            ) from e
         raise SourceUnreachable(
-            f"download of {name} from {spec.repo_id} broke off ({e}); run the command again to resume"
+            f"download of {name} from {hub} broke off ({e}); run the command again to resume"
         ) from e
+    target = root / name
+    partial.replace(target)
+    return target
 
 
 def fetch_shards(
@@ -132,7 +174,7 @@ def fetch_shards(
             report(f"[{n}/{len(names)}] {name}: already verified")
             continue
         report(f"[{n}/{len(names)}] {name}: downloading from {spec.repo_id}")
-        path = _download(spec, name, root, endpoint)
+        path = _download(spec, name, root, endpoint, report)
         try:
             header = _check(path)
         except DataFormatError as e:

@@ -105,7 +105,9 @@ def register(
     @records_app.command("fetch")
     @command
     async def records_fetch(
-        record_ids: Annotated[list[str] | None, typer.Argument(help="Records (default: all fetchable).")] = None,
+        record_ids: Annotated[
+            list[str] | None, typer.Argument(help="Records (default: every git-sourced one).")
+        ] = None,
         track: Annotated[str | None, typer.Option(help="Only this track.")] = None,
         lock: Annotated[
             bool, typer.Option("--lock", help="Pin the sha256 of records that have none into their manifest.")
@@ -126,13 +128,14 @@ def register(
         counts: dict[str, int] = {}
         for r in results:
             counts[r.status] = counts.get(r.status, 0) + 1
-        views.stdout.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to fetch")
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        views.stdout.print(summary or "nothing to fetch")
 
     @data_app.command("fetch")
     @command
     async def data_fetch(
         shards: Annotated[
-            int | None, typer.Option(min=1, help="Train shards 1..N (default: what the track's records need).")
+            int | None, typer.Option(min=1, help="Train shards 1..N (default: what the track needs).")
         ] = None,
         track: Annotated[str, typer.Option(help="A track with FineWeb data.")] = "nanogpt",
         as_json: JsonFlag = False,
