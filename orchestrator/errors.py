@@ -87,6 +87,24 @@ class StaleStateError(StoreError):
     code = "stale_state"
 
 
+class FetchError(InfrastructureError):
+    """Downloading pinned third-party files (record scripts, data shards) failed."""
+
+    code = "fetch"
+
+
+class SourceUnreachable(FetchError):
+    """The network or the source host cannot be reached (offline, DNS, refused)."""
+
+    code = "unreachable"
+
+
+class ChecksumMismatch(FetchError):
+    """A downloaded file's sha256 differs from the pinned one."""
+
+    code = "checksum_mismatch"
+
+
 class ScorerError(InfrastructureError):
     """The scorer harness itself failed (not the submission)."""
 

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     records_dir: Path = Field(default_factory=_default_records_dir)
     hints_dir: Path = Field(default_factory=_default_hints_dir)
     """The team's hint packs (layout: orchestrator/catalog/hints.py)."""
+    records_source_url: str = "https://raw.githubusercontent.com"
+    """Base URL that serves a repository's files as <base>/<owner>/<name>/<commit>/<path>."""
     data_root: Path | None = None
     """Where track data lives; default <home>/data. Shareable between homes."""
     backend: str = "local"
@@ -130,6 +132,11 @@ class Settings(BaseSettings):
         """Names this orchestrator instance (its home and store) in process and resource labels."""
         key = f"{self.home.resolve()}\0{self.resolved_database_url}"
         return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    @property
+    def records_cache_dir(self) -> Path:
+        """Fetched third-party record files, one folder per record."""
+        return self.home / "cache" / "records"
 
     @property
     def workspaces_dir(self) -> Path:

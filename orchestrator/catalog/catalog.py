@@ -7,6 +7,7 @@ sources). Adding a record or a track is adding files here, never code.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
@@ -142,6 +143,10 @@ def load_track(track_dir: Path, fetch_cache: Path) -> Track:
         if record.manifest.index in seen:
             raise ManifestError(f"{record.manifest_path}: index {record.manifest.index} repeats")
         seen.add(record.manifest.index)
+    steps = {f"{a.id}-r{b.manifest.index}" for a, b in itertools.pairwise(records)}
+    unknown = sorted(set(manifest.skip_tasks) - steps)
+    if unknown:
+        raise ManifestError(f"{track_file}: skip_tasks names no step of this track: {', '.join(unknown)}")
     return Track(manifest=manifest, records=tuple(records))
 
 

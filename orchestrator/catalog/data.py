@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.catalog import fineweb
 from orchestrator.catalog.catalog import Track
 from orchestrator.catalog.manifest import FinewebData, SyntheticData
 from orchestrator.errors import NotFound
@@ -40,13 +41,17 @@ def ensure_track_data(
     if isinstance(spec, SyntheticData):
         return _synthetic(data_dir / track.id, progress)
     assert isinstance(spec, FinewebData)
-    root = data_dir / track.id
-    if not (root / _DONE).exists():
+    root = fineweb.dataset_dir(data_dir, spec)
+    if not (root / fineweb.FETCHED).exists() or not (root / fineweb.AGENTS_VAL).exists():
         raise NotFound(
             f"track {track.id}: FineWeb shards are not in {root}; "
             f"run `speedrun data fetch --track {track.id}` first"
         )
-    return _layout(root)
+    return TrackData(
+        train_glob=str(root / spec.train_glob),
+        val_glob=str(root / fineweb.AGENTS_VAL),
+        heldout_val_glob=str(root / spec.val_file),
+    )
 
 
 def _layout(root: Path) -> TrackData:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRACK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_GITHUB_REPO = re.compile(r"^https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
 class _Strict(BaseModel):
@@ -31,16 +32,40 @@ class LocalSource(_Strict):
 
 
 class GitSource(_Strict):
-    """Third-party files, fetched by pinned commit and verified by sha256 (never committed)."""
+    """Third-party files, fetched by pinned commit and verified by sha256 (never committed).
+
+    The fetched file becomes the record's only file, its launch script.
+    """
 
     kind: Literal["git"]
     repo: str
-    """https URL of the repository."""
+    """https URL of the repository, https://github.com/<owner>/<name>."""
     commit: str
-    path: str
-    """Path of the training script inside the repository at ``commit``."""
+    path: str | None = None
+    """Path of the pinned file inside the repository at ``commit``; None while our
+    reference does not name it (such a record is listed but cannot be fetched)."""
+    layout: Literal["script", "log"] = "script"
+    """``script``: the file is the training script. ``log``: the file is a speedrun run log,
+    which begins with the full source of the script that produced it, up to the first
+    line of 100 '=' characters; the script is that prefix."""
     sha256: str | None = None
-    """Filled in by ``speedrun records fetch --lock``."""
+    """sha256 of the pinned file; filled in by ``speedrun records fetch --lock``."""
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if not _GITHUB_REPO.match(v):
+            raise ValueError("repo must be https://github.com/<owner>/<name>")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return v if v is None else _relative_path(v)
+
+    @property
+    def owner_and_name(self) -> str:
+        return self.repo.removeprefix("https://github.com/")
 
     @field_validator("commit")
     @classmethod
@@ -83,8 +108,18 @@ class LaunchSpec(_Strict):
 
 
 class DataNeeds(_Strict):
-    train_shards: int = Field(ge=1)
+    train_shards: int | None = Field(default=None, ge=1)
+    """Training shards a full run reads; None while our reference does not say."""
     val_tokens: int = Field(ge=1)
+    """NANOGPT_VAL_TOKENS: validation tokens the script evaluates on."""
+    folder: str | None = None
+    """Where the script reads the shards by a hard-coded path, relative to its working
+    directory; None: it reads the NANOGPT_* variables."""
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, v: str | None) -> str | None:
+        return v if v is None else _relative_path(v)
 
 
 class Protected(_Strict):
@@ -94,7 +129,12 @@ class Protected(_Strict):
 
 class Environment(_Strict):
     image: str
-    torch: str
+    """Image the record runs in (one per torch build)."""
+    torch: str | None = None
+    """Exact torch version (or a pip specifier); None while our reference does not name it."""
+    triton: str | None = None
+    group: str | None = None
+    """The environment group the upstream benchmark defines (e.g. ``1-11``)."""
 
 
 class RecordManifest(_Strict):
@@ -132,6 +172,8 @@ class RecordManifest(_Strict):
             raise ValueError("every editable file must also be listed in files")
         if self.launch.script not in self.files:
             raise ValueError(f"launch.script {self.launch.script!r} is not listed in files")
+        if isinstance(self.source, GitSource) and self.files != [self.launch.script]:
+            raise ValueError("a git source provides exactly one file: files must be [launch.script]")
         return self
 
 
@@ -145,6 +187,24 @@ class FinewebData(_Strict):
     kind: Literal["fineweb"]
     repo_id: str
     """Hugging Face dataset repository holding the tokenized shards."""
+    revision: str = "main"
+    train_prefix: str = "fineweb_train_"
+    """Train shard ``i`` (from 1) is ``<prefix><i:06d>.bin``."""
+    val_file: str = "fineweb_val_000000.bin"
+
+    def train_file(self, index: int) -> str:
+        return f"{self.train_prefix}{index:06d}.bin"
+
+    @property
+    def train_glob(self) -> str:
+        return f"{self.train_prefix}*.bin"
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", v):
+            raise ValueError("repo_id must be <owner>/<name>")
+        return v
 
 
 class TrackManifest(_Strict):

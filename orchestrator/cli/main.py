@@ -24,7 +24,7 @@ from rich.markup import escape
 from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.catalog.data import ensure_track_data
-from orchestrator.cli import views
+from orchestrator.cli import catalog_commands, views
 from orchestrator.domain import AttemptState
 from orchestrator.errors import (
     InfrastructureError,
@@ -77,7 +77,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _catalog(settings: Settings) -> Catalog:
-    return Catalog.load(settings.records_dir, settings.home / "cache" / "records")
+    return Catalog.load(settings.records_dir, settings.records_cache_dir)
 
 
 def _fail(kind: str, error: Exception, code: int) -> NoReturn:
@@ -389,6 +389,9 @@ async def cleanup(as_json: JsonFlag = False) -> None:
         for item in removed:
             views.stdout.print(f"removed {item}", markup=False)
         views.stdout.print(f"{len(removed)} leftover resource(s) removed")
+
+
+catalog_commands.register(tasks_app, records_app, data_app, command=command, progress=_progress)
 
 
 def main() -> None:

@@ -1,0 +1,199 @@
+"""Fetch third-party record files by pinned commit, verify their sha256, and cache them.
+
+Nothing third-party is committed: a git-sourced record names a repository, a commit, a
+path and the file's sha256, and this module downloads exactly that file from
+``<base>/<owner>/<name>/<commit>/<path>`` (GitHub's raw file layout) into the fetch cache.
+The pinned file is kept beside the record's script as ``.source``, so a cached record
+can be re-verified without the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from orchestrator.catalog.catalog import Record, load_record
+from orchestrator.catalog.manifest import GitSource
+from orchestrator.errors import ChecksumMismatch, FetchError, ManifestError, SourceUnreachable, UsageError
+
+PINNED_COPY = ".source"
+MAX_SOURCE_BYTES = 32 * 1024 * 1024
+"""Record scripts are tens of kilobytes and run logs a few megabytes; anything larger is wrong."""
+LOG_SEPARATOR = b"=" * 100
+
+Status = Literal["cached", "fetched", "locked", "no_source"]
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    record_id: str
+    status: Status
+    url: str | None
+    sha256: str | None
+    script: Path | None
+
+
+def source_url(source: GitSource, base_url: str) -> str:
+    if source.path is None:
+        raise UsageError("the source has no pinned path")
+    return f"{base_url.rstrip('/')}/{source.owner_and_name}/{source.commit}/{source.path}"
+
+
+def script_from_pinned(source: GitSource, data: bytes) -> bytes:
+    """The training script inside the pinned file (the file itself, or a run log's code prefix).
+
+    Raises: FetchError when a log does not have the code-then-separator shape.
+    """
+    if source.layout == "script":
+        return data
+    match = re.search(rb"^" + LOG_SEPARATOR + rb"\r?$", data, flags=re.MULTILINE)
+    if match is None or match.start() == 0:
+        raise FetchError(
+            f"{source.path} at {source.commit[:12]} is not a speedrun run log "
+            "(no script before a line of 100 '=' characters)"
+        )
+    return data[: match.start()]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cached(record: Record, source: GitSource) -> bool:
+    """The cache holds the pinned file and the script derived from it, unaltered."""
+    pinned = record.files_dir / PINNED_COPY
+    script = record.files_dir / record.manifest.launch.script
+    if source.sha256 is None or not pinned.is_file() or not script.is_file():
+        return False
+    data = pinned.read_bytes()
+    try:
+        return _sha256(data) == source.sha256 and script.read_bytes() == script_from_pinned(source, data)
+    except FetchError:
+        return False
+
+
+def download(url: str, record_id: str, timeout_s: float = 30.0) -> bytes:
+    """GET one pinned file, bounded in size.
+
+    Raises: SourceUnreachable when offline or the host does not answer; FetchError on an
+    HTTP error status or an oversized body.
+    """
+    try:
+        with (
+            httpx.Client(timeout=timeout_s, follow_redirects=True) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise FetchError(f"record {record_id}: GET {url} answered HTTP {response.status_code}")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_SOURCE_BYTES:
+                    raise FetchError(f"record {record_id}: {url} is larger than {MAX_SOURCE_BYTES} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+        raise SourceUnreachable(
+            f"record {record_id}: cannot reach {httpx.URL(url).host} (offline or unreachable): {e}"
+        ) from e
+    except httpx.TimeoutException as e:
+        raise SourceUnreachable(f"record {record_id}: {url} timed out after {timeout_s:.0f}s: {e}") from e
+    except httpx.TransportError as e:
+        raise SourceUnreachable(f"record {record_id}: download of {url} broke off: {e}") from e
+
+
+def pin_sha256(manifest_path: Path, sha256: str) -> None:
+    """Write ``sha256 = "..."`` into the manifest's [source] table, after its ``path`` line.
+
+    Raises: ManifestError when the manifest has no [source] path line to pin beside.
+    """
+    text = manifest_path.read_text(encoding="utf-8")
+    source_table = re.search(r"^\[source\]\s*$(.*?)(?=^\[|\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    if source_table is None:
+        raise ManifestError(f"{manifest_path}: no [source] table to pin a sha256 in")
+    body = source_table.group(1)
+    if re.search(r"^sha256\s*=", body, flags=re.MULTILINE):
+        raise ManifestError(f"{manifest_path}: [source] already has a sha256")
+    path_line = re.search(r"^path\s*=.*$", body, flags=re.MULTILINE)
+    if path_line is None:
+        raise ManifestError(f"{manifest_path}: [source] has no path line")
+    at = source_table.start(1) + path_line.end()
+    _write_atomically(manifest_path, (text[:at] + f'\nsha256 = "{sha256}"' + text[at:]).encode())
+
+
+def fetch_record(
+    record: Record,
+    *,
+    base_url: str,
+    lock: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> FetchResult:
+    """Make the record's pinned script available in the fetch cache.
+
+    With ``lock``, a record without a pinned sha256 gets the downloaded file's sha256
+    written into its manifest; without it such a record is refused.
+
+    Raises:
+        UsageError: the record is not git-sourced, or has no sha256 and ``lock`` is off.
+        SourceUnreachable: offline or the host is unreachable.
+        ChecksumMismatch: the downloaded file differs from the pinned sha256 (nothing cached).
+        FetchError: any other download failure.
+    """
+    report = progress or (lambda _msg: None)
+    source = record.manifest.source
+    if not isinstance(source, GitSource):
+        raise UsageError(f"record {record.id} ships its own files; there is nothing to fetch")
+    if source.path is None:
+        report(f"{record.id}: no source path pinned yet; skipped")
+        return FetchResult(record.id, "no_source", None, None, None)
+    url = source_url(source, base_url)
+    script = record.files_dir / record.manifest.launch.script
+    if _cached(record, source):
+        report(f"{record.id}: cached, sha256 verified")
+        return FetchResult(record.id, "cached", url, source.sha256, script)
+    if source.sha256 is None and not lock:
+        raise UsageError(
+            f"record {record.id} has no pinned sha256; `speedrun records fetch --lock {record.id}` "
+            "pins it from the source"
+        )
+    report(f"{record.id}: downloading {url}")
+    data = download(url, record.id)
+    actual = _sha256(data)
+    if source.sha256 is not None and actual != source.sha256:
+        raise ChecksumMismatch(
+            f"record {record.id}: sha256 mismatch for {url}: expected {source.sha256}, got {actual} "
+            f"({len(data)} bytes); nothing was cached"
+        )
+    script_bytes = script_from_pinned(source, data)
+    status: Status = "fetched"
+    if source.sha256 is None:
+        pin_sha256(record.manifest_path, actual)
+        load_record(record.manifest_path, record.files_dir.parent.parent)  # the edit must still validate
+        status = "locked"
+        report(f"{record.id}: pinned sha256 {actual} in {record.manifest_path}")
+    _write_atomically(record.files_dir / PINNED_COPY, data)
+    _write_atomically(script, script_bytes)
+    report(f"{record.id}: cached {script} ({len(script_bytes)} bytes)")
+    return FetchResult(record.id, status, url, actual, script)

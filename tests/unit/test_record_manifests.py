@@ -1,0 +1,86 @@
+"""The real record manifests: strict schema, and figures that match the reference facts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchestrator.catalog.catalog import Catalog
+from orchestrator.catalog.manifest import GitSource
+from orchestrator.errors import ManifestError
+from tests.conftest import REPO
+
+REFERENCE = REPO.parent / "shared" / "reference" / "records.json"
+
+
+def _catalog(records: Path = REPO / "records") -> Catalog:
+    return Catalog.load(records, Path("/nonexistent"))
+
+
+def test_nanogpt_records_are_pinned_git_sources_with_environments() -> None:
+    track = _catalog().track("nanogpt")
+    assert [r.manifest.index for r in track.records] == list(range(1, 22))
+    for record in track.records:
+        m = record.manifest
+        assert isinstance(m.source, GitSource) and m.source.sha256 and m.source.path
+        assert m.launch.nproc == 8 and m.data.train_shards and m.data.val_tokens == 10485760
+        assert m.environment.group == ("1-11" if m.index <= 11 else "12-18" if m.index <= 18 else "19-21")
+        assert m.environment.torch == "2.7.1" or m.environment.torch.startswith("2.7.0.dev2025")
+
+
+@pytest.mark.skipif(not REFERENCE.is_file(), reason="no reference facts here")
+def test_manifests_match_the_reference_facts() -> None:
+    facts = json.loads(REFERENCE.read_text())
+    bench = facts["benchmark_scripts"]
+    catalog = _catalog()
+    for fact in bench["records"]:
+        m = catalog.record(f"nanogpt-r{fact['record']}").manifest
+        assert isinstance(m.source, GitSource)
+        assert (m.source.commit, m.source.path, m.source.sha256) == (
+            bench["commit"],
+            fact["path"],
+            fact["sha256"],
+        )
+        assert m.published_train_seconds == fact["train_time"] / 1000
+        assert (m.published_steps, m.published_val_loss) == (fact["n_steps"], fact["val_loss"])
+    world = {r["index"]: r for r in reversed(facts["world_records"]["records"])}
+    for record in catalog.track("nanogpt_wr").records:
+        fact = world[record.manifest.index]
+        assert record.manifest.published_train_seconds == pytest.approx(fact["minutes"] * 60)
+        source = record.manifest.source
+        assert isinstance(source, GitSource) and source.commit == facts["world_records"]["commit"]
+        assert source.sha256 is None  # only `records fetch --lock` may fill it
+        assert source.path == (fact["log"] if fact["log"] and fact["log"].endswith(".txt") else None)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace('files = ["train_gpt2.py"]', 'files = ["train_gpt2.py", "x.py"]'),
+            "exactly one",
+        ),
+        (lambda t: t.replace("https://github.com/facebookresearch/", "http://example.com/"), "repo must be"),
+        (lambda t: t.replace('sha256 = "', 'sha256 = "zz'), "sha256 must be"),
+        (lambda t: t.replace('path = "workspace', 'path = "/workspace'), "relative path"),
+    ],
+)
+def test_git_sources_are_strict(tmp_path: Path, edit, message: str) -> None:
+    records = tmp_path / "records"
+    shutil.copytree(REPO / "records" / "nanogpt", records / "nanogpt")
+    manifest = records / "nanogpt" / "r2" / "record.toml"
+    manifest.write_text(edit(manifest.read_text()))
+    with pytest.raises(ManifestError, match=message):
+        _catalog(records)
+
+
+def test_skip_tasks_must_name_a_step_of_the_track(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    shutil.copytree(REPO / "records" / "nanogpt", records / "nanogpt")
+    track = records / "nanogpt" / "track.toml"
+    track.write_text(track.read_text().replace("nanogpt-r6-r7", "nanogpt-r6-r8"))
+    with pytest.raises(ManifestError, match="skip_tasks names no step of this track: nanogpt-r6-r8"):
+        _catalog(records)
