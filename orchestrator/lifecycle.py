@@ -278,27 +278,30 @@ class Orchestrator:
                 record=record,
             )
             poller = asyncio.create_task(ingest.follow())
+            failed: tuple[Outcome, str] | None = None
             try:
                 await asyncio.wait_for(agent.run(ctx), self.settings.sandbox.attempt_timeout_s)
             except TimeoutError:
-                return Outcome.AGENT_FAILED, "attempt wall-time limit reached"
+                failed = Outcome.AGENT_FAILED, "attempt wall-time limit reached"
             except InfrastructureError as e:
-                return Outcome.INFRA_FAILED, f"{type(e).__name__}: {e}"
+                failed = Outcome.INFRA_FAILED, f"{type(e).__name__}: {e}"
             except (AgentError, ToolRefused) as e:
-                return Outcome.AGENT_FAILED, f"{type(e).__name__}: {e}"
+                failed = Outcome.AGENT_FAILED, f"{type(e).__name__}: {e}"
             except Exception as e:  # an agent's own bug is the agent's failure, not ours
                 log.exception("agent raised")
-                return Outcome.AGENT_FAILED, f"agent crashed: {type(e).__name__}: {e}"
+                failed = Outcome.AGENT_FAILED, f"agent crashed: {type(e).__name__}: {e}"
             finally:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError, InfrastructureError):
                     await poller
                 if record is not None:
                     await self.store.put_agent_report(attempt.id, config.get("model"), record.report())
-            try:
+            try:  # also after a failure: the agent's last calls and experiments are kept
                 page = await ingest.once()
             except InfrastructureError as e:
-                return Outcome.INFRA_FAILED, f"sandbox lost before the submission was read: {e}"
+                return failed or (Outcome.INFRA_FAILED, f"sandbox lost before the submission was read: {e}")
+            if failed is not None:
+                return failed
             if page is None:
                 return Outcome.AGENT_FAILED, str(NoSubmission("the agent ended without submitting"))
         return None
