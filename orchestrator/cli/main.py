@@ -25,6 +25,7 @@ from rich.markup import escape
 from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.catalog.data import ensure_track_data
+from orchestrator.cli import hints as hints_cli
 from orchestrator.cli import views
 from orchestrator.domain import AttemptState
 from orchestrator.errors import (
@@ -439,6 +440,9 @@ async def cleanup(as_json: JsonFlag = False) -> None:
         for item in removed:
             views.stdout.print(f"removed {item}", markup=False)
         views.stdout.print(f"{len(removed)} leftover resource(s) removed")
+
+
+hints_cli.register(app, command, _settings)
 
 
 def main() -> None:
