@@ -10,10 +10,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from orchestrator.errors import ConfigError
 from orchestrator.plugins import load_plugin, plugin_names
 from orchestrator.sandbox.client import ToolClient
+
+if TYPE_CHECKING:  # the LLM runtime needs the `llm` extra; agents without a model never load it
+    from agent_runtimes.llm.models import ModelProvider
+    from agent_runtimes.llm.record import AgentRecord
 
 ENTRY_POINT_GROUP = "speedrun.agents"
 
@@ -27,6 +34,18 @@ class TaskBrief:
     target_val_loss: float
     baseline_seconds: float
     hints: list[str] = field(default_factory=list)
+    """Hint texts (one per level asked for), from the task's hint pack."""
+    knowledge: dict[str, str] = field(default_factory=dict)
+    """Background files by name: the pack's knowledge files and those given with --knowledge."""
+
+    def as_text(self) -> str:
+        """The brief as a model reads it."""
+        parts = [self.goal]
+        for i, hint in enumerate(self.hints, 1):
+            parts.append(f"## Hint {i}\n\n{hint.strip()}")
+        for name, text in self.knowledge.items():
+            parts.append(f"## Background: {name}\n\n{text.strip()}")
+        return "\n\n".join(parts)
 
 
 @dataclass(frozen=True)
@@ -35,12 +54,39 @@ class AgentContext:
     tools: ToolClient
     reference_files: Callable[[], Mapping[str, bytes]] | None = None
     """Record N+1's files: handed only to agents that declare ``needs_reference``."""
+    model: str | None = None
+    """Catalog name of the model chosen with --model (LLM agents)."""
+    params: BaseModel | None = None
+    """The agent's parameters, validated against its ``Params``."""
+    models: ModelProvider | None = None
+    """Opens catalog models; holds the keys, so the agent never does."""
+    record: AgentRecord | None = None
+    """Transcript, token counts, cost and search tree; stored with the attempt."""
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
 class Agent(abc.ABC):
     name: ClassVar[str]
     needs_reference: ClassVar[bool] = False
     """True only for task-checking agents (the oracle); never for agents under evaluation."""
+    needs_model: ClassVar[bool] = False
+    Params: ClassVar[type[BaseModel]] = NoParams
+    """The agent's parameters (``speedrun run --param KEY=VALUE``)."""
+
+    @classmethod
+    def parse_params(cls, raw: Mapping[str, Any]) -> BaseModel:
+        """Raises: ConfigError naming each bad or unknown parameter."""
+        try:
+            return cls.Params.model_validate(dict(raw))
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            known = ", ".join(cls.Params.model_fields) or "none"
+            raise ConfigError(
+                f"agent {cls.name!r}: bad parameters: {problems} (parameters: {known})"
+            ) from None
 
     @abc.abstractmethod
     async def run(self, ctx: AgentContext) -> None:

@@ -111,6 +111,12 @@ class ScorerError(InfrastructureError):
     code = "scorer"
 
 
+class ModelUnavailable(InfrastructureError):
+    """A model API kept failing (429, 5xx, timeouts) past the retry bound, or refused our key."""
+
+    code = "model_unavailable"
+
+
 class OrchestratorInterrupted(InfrastructureError):
     """The orchestrator process that owned an attempt died before finishing it."""
 
@@ -130,6 +136,12 @@ class BudgetExceeded(AgentError):
 
 class NoSubmission(AgentError):
     code = "no_submission"
+
+
+class ModelRequestRejected(AgentError):
+    """The model API rejected what the agent sent (e.g. over the context length)."""
+
+    code = "model_rejected"
 
 
 # --- tool API refusals (the agent asked for something it may not do) --------------------

@@ -24,11 +24,13 @@ from typing import Any
 
 from agent_runtimes.base import Agent, AgentContext, TaskBrief, create_agent
 from orchestrator.backends.base import Backend, Sandbox, SandboxSpec
+from orchestrator.catalog.briefing import hint_files, knowledge_files, read_texts
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import TrackData, ensure_track_data
 from orchestrator.domain import ACTIVE_STATES, Attempt, AttemptState, ExperimentRecord, Outcome
 from orchestrator.errors import (
     AgentError,
+    ConfigError,
     InfrastructureError,
     InvalidSubmission,
     NoSubmission,
@@ -43,7 +45,7 @@ from orchestrator.scorer.plan import HarnessEvent
 from orchestrator.scorer.score import rejected_submission
 from orchestrator.scorer.session import build_plan, run_session
 from orchestrator.scorer.validate import validate_submission
-from orchestrator.settings import Settings
+from orchestrator.settings import AgentBudget, Settings
 from orchestrator.store.base import Store
 
 log = get_logger(__name__)
@@ -140,6 +142,43 @@ class Orchestrator:
 
     # --- act ------------------------------------------------------------------------
 
+    def agent_config(
+        self,
+        task: Task,
+        agent: str,
+        *,
+        model: str | None = None,
+        params: dict[str, Any] | None = None,
+        hints: int | None = None,
+        knowledge: list[str] | None = None,
+        budget: AgentBudget | None = None,
+    ) -> dict[str, Any]:
+        """An attempt's agent settings, checked now so bad input fails before anything runs.
+
+        Raises:
+            ConfigError: unknown agent, bad parameters, unknown model or missing key.
+            NotFound, ManifestError: a missing hint pack, level or knowledge file.
+        """
+        impl = self._agent_factory(agent)
+        impl.parse_params(params or {})
+        if impl.needs_model:
+            if model is None:
+                raise ConfigError(f"agent {agent!r} needs a model: pass --model NAME")
+            from agent_runtimes.llm.models import resolve_model
+
+            resolve_model(self.settings.llm, model)
+        elif model is not None:
+            raise ConfigError(f"agent {agent!r} uses no model; drop --model")
+        files = hint_files(self.settings.hints_dir, task, hints) if hints is not None else []
+        return {
+            "model": model,
+            "params": params or {},
+            "hints": hints,
+            "hint_files": [str(p) for p in files[:1]],
+            "knowledge_files": [str(p) for p in files[1:] + knowledge_files(knowledge or [])],
+            "budget": (budget or self.settings.budget).model_dump(),
+        }
+
     async def create(self, task: Task, agent: str, config: dict[str, Any] | None = None) -> Attempt:
         self._agent_factory(agent)  # unknown agents fail here, before anything is recorded
         return await self.store.create_attempt(
@@ -213,6 +252,7 @@ class Orchestrator:
     ) -> tuple[Outcome, str] | None:
         """None when the agent submitted; else the failure outcome and reason."""
         agent = self._agent_factory(attempt.agent)
+        config = attempt.config
         brief = TaskBrief(
             task_id=task.id,
             track=task.track,
@@ -220,34 +260,48 @@ class Orchestrator:
             editable=task.editable,
             target_val_loss=task.target_val_loss,
             baseline_seconds=task.baseline_seconds,
+            hints=list(read_texts(config.get("hint_files", [])).values()),
+            knowledge=read_texts(config.get("knowledge_files", [])),
         )
         ingest = _JournalIngest(self.store, attempt.id, sandbox)
-        async with ToolClient(sandbox.tool_url, sandbox.agent_token) as tools:
+        async with (
+            ToolClient(sandbox.tool_url, sandbox.agent_token) as tools,
+            _model_access(self.settings, agent, config) as (models, record),
+        ):
             ctx = AgentContext(
                 brief=brief,
                 tools=tools,
                 reference_files=task.reference.read_files if agent.needs_reference else None,
+                model=config.get("model"),
+                params=agent.parse_params(config.get("params", {})),
+                models=models,
+                record=record,
             )
             poller = asyncio.create_task(ingest.follow())
+            failed: tuple[Outcome, str] | None = None
             try:
                 await asyncio.wait_for(agent.run(ctx), self.settings.sandbox.attempt_timeout_s)
             except TimeoutError:
-                return Outcome.AGENT_FAILED, "attempt wall-time limit reached"
+                failed = Outcome.AGENT_FAILED, "attempt wall-time limit reached"
             except InfrastructureError as e:
-                return Outcome.INFRA_FAILED, f"{type(e).__name__}: {e}"
+                failed = Outcome.INFRA_FAILED, f"{type(e).__name__}: {e}"
             except (AgentError, ToolRefused) as e:
-                return Outcome.AGENT_FAILED, f"{type(e).__name__}: {e}"
+                failed = Outcome.AGENT_FAILED, f"{type(e).__name__}: {e}"
             except Exception as e:  # an agent's own bug is the agent's failure, not ours
                 log.exception("agent raised")
-                return Outcome.AGENT_FAILED, f"agent crashed: {type(e).__name__}: {e}"
+                failed = Outcome.AGENT_FAILED, f"agent crashed: {type(e).__name__}: {e}"
             finally:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError, InfrastructureError):
                     await poller
-            try:
+                if record is not None:
+                    await self.store.put_agent_report(attempt.id, config.get("model"), record.report())
+            try:  # also after a failure: the agent's last calls and experiments are kept
                 page = await ingest.once()
             except InfrastructureError as e:
-                return Outcome.INFRA_FAILED, f"sandbox lost before the submission was read: {e}"
+                return failed or (Outcome.INFRA_FAILED, f"sandbox lost before the submission was read: {e}")
+            if failed is not None:
+                return failed
             if page is None:
                 return Outcome.AGENT_FAILED, str(NoSubmission("the agent ended without submitting"))
         return None
@@ -386,9 +440,23 @@ class Orchestrator:
 
     # --- the whole attempt, and recovery ---------------------------------------------
 
-    async def run(self, task: Task, agents: list[str], *, repeats: int | None = None) -> list[Attempt]:
-        """Create and act one attempt per agent, then score all submissions in one session."""
-        attempts = [await self.create(task, agent, {"repeats": repeats}) for agent in agents]
+    async def run(
+        self,
+        task: Task,
+        agents: list[str],
+        *,
+        repeats: int | None = None,
+        configs: list[dict[str, Any]] | None = None,
+    ) -> list[Attempt]:
+        """Create and act one attempt per agent, then score all submissions in one session.
+
+        ``configs``: each agent's settings from ``agent_config`` (default: none).
+        """
+        configs = configs or [{} for _ in agents]
+        attempts = [
+            await self.create(task, agent, {**config, "repeats": repeats})
+            for agent, config in zip(agents, configs, strict=True)
+        ]
         acted = [await self._act_isolated(a) for a in attempts]
         to_score = [a for a in acted if a.state is AttemptState.SCORING]
         await self.score(to_score, repeats=repeats)
@@ -479,6 +547,21 @@ class Orchestrator:
                 if attempt.sandbox and "scoring_session" in attempt.sandbox:
                     keep.add(attempt.sandbox["scoring_session"])
         return keep
+
+
+@contextlib.asynccontextmanager
+async def _model_access(settings: Settings, agent: Agent, config: dict[str, Any]) -> Any:
+    """Model access for agents that use one: the provider (holding the keys) and the record."""
+    if not agent.needs_model:
+        yield None, None
+        return
+    from agent_runtimes.llm.models import ModelProvider
+    from agent_runtimes.llm.record import AgentRecord
+
+    secrets = tuple(k.get_secret_value() for k in settings.llm.keys.values())
+    record = AgentRecord(budget=AgentBudget.model_validate(config.get("budget", {})), secrets=secrets)
+    async with ModelProvider(settings.llm, record) as models:
+        yield models, record
 
 
 class _JournalIngest:

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,93 @@ class ScorerSettings(_Section):
     memory_bytes: int = Field(default=8 * 1024**3, gt=0)
 
 
+class ModelSpec(_Section):
+    """One entry of the model catalog, selectable as ``speedrun run --model NAME``."""
+
+    provider: Literal["openai", "openai-responses", "anthropic", "openai-compatible"]
+    """Protocol: OpenAI chat completions, OpenAI responses, Anthropic messages, or any
+    OpenAI-compatible chat endpoint (vLLM, DeepSeek, Gemini) at ``base_url``."""
+    model_id: str
+    base_url: str | None = None
+    """None: the SDK's default endpoint for the provider."""
+    key: str | None = None
+    """Name of the API key in ``llm.keys``; default: the provider's name. Empty for keyless servers."""
+    max_output_tokens: int = Field(default=8192, gt=0)
+    context_tokens: int = Field(default=128_000, gt=0)
+    input_usd_per_mtok: float = Field(default=0.0, ge=0)
+    output_usd_per_mtok: float = Field(default=0.0, ge=0)
+    temperature: float | None = None
+    """None: the provider's default (reasoning models accept no other)."""
+
+
+def _default_models() -> dict[str, ModelSpec]:
+    # Published list prices (USD per million tokens) at the time of writing; override in config.
+    def m(provider: str, model_id: str, usd_in: float, usd_out: float, **kw: object) -> ModelSpec:
+        return ModelSpec.model_validate(
+            {
+                "provider": provider,
+                "model_id": model_id,
+                "input_usd_per_mtok": usd_in,
+                "output_usd_per_mtok": usd_out,
+                **kw,
+            }
+        )
+
+    return {
+        "gpt-4o": m("openai", "gpt-4o", 2.50, 10.00),
+        "o1": m("openai", "o1", 15.00, 60.00, context_tokens=200_000),
+        "o3-mini": m("openai", "o3-mini", 1.10, 4.40, context_tokens=200_000),
+        "claude-3-5-sonnet": m("anthropic", "claude-3-5-sonnet-latest", 3.00, 15.00, context_tokens=200_000),
+        "claude-3-7-sonnet": m("anthropic", "claude-3-7-sonnet-latest", 3.00, 15.00, context_tokens=200_000),
+        "claude-sonnet-4": m("anthropic", "claude-sonnet-4-0", 3.00, 15.00, context_tokens=200_000),
+        "deepseek-r1": m(
+            "openai-compatible",
+            "deepseek-reasoner",
+            0.55,
+            2.19,
+            base_url="https://api.deepseek.com",
+            key="deepseek",
+            context_tokens=64_000,
+        ),
+        "gemini-2.5-pro": m(
+            "openai-compatible",
+            "gemini-2.5-pro",
+            1.25,
+            10.00,
+            base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
+            key="gemini",
+            context_tokens=1_000_000,
+        ),
+    }
+
+
+class LlmSettings(_Section):
+    models: dict[str, ModelSpec] = Field(default_factory=_default_models)
+    """The model catalog; entries given in config are added to (or replace) the defaults."""
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: object) -> object:
+        return {**_default_models(), **value} if isinstance(value, dict) else value
+
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """API keys by name, e.g. SPEEDRUN_LLM__KEYS__OPENAI. Never passed to a sandbox or logged."""
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    """Retries of one model call after 429, 5xx, timeouts and dropped connections."""
+    retry_base_s: float = Field(default=2.0, ge=0)
+    """First backoff; doubles per retry (with jitter), capped by ``retry_max_s``."""
+    retry_max_s: float = Field(default=60.0, ge=0)
+
+
+class AgentBudget(_Section):
+    """Per-attempt limits on model use; wall time and experiments are in ``sandbox``."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Input plus output tokens over all model calls of the attempt."""
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SPEEDRUN_",
@@ -102,6 +189,8 @@ class Settings(BaseSettings):
     """An attempt whose owner has not renewed its lease for this long is orphaned."""
     sandbox: SandboxLimits = SandboxLimits()
     scorer: ScorerSettings = ScorerSettings()
+    llm: LlmSettings = LlmSettings()
+    budget: AgentBudget = AgentBudget()
 
     @classmethod
     def settings_customise_sources(

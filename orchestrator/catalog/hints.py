@@ -32,6 +32,8 @@ class PackManifest(BaseModel):
     """Who wrote the text and from which public facts."""
     license: str
     """SPDX identifier of the text's license."""
+    upstream: dict[str, str] = {}
+    """Imported packs: our file (relative to the pack) -> its name in the upstream layout."""
 
 
 def _level_file(level: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -25,6 +26,7 @@ from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.catalog.data import ensure_track_data
 from orchestrator.cli import catalog_commands, views
+from orchestrator.cli import hints as hints_cli
 from orchestrator.domain import AttemptState
 from orchestrator.errors import (
     InfrastructureError,
@@ -108,8 +110,10 @@ def command(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
 
 
 @asynccontextmanager
-async def orchestrator(backend: str | None = None, *, recover: bool = True) -> AsyncIterator[Orchestrator]:
-    settings = _settings(backend=backend)
+async def orchestrator(
+    backend: str | None = None, *, recover: bool = True, **overrides: Any
+) -> AsyncIterator[Orchestrator]:
+    settings = _settings(backend=backend, **overrides)
     catalog = _catalog(settings)
     async with (
         SqlStore(settings.resolved_database_url) as store,
@@ -167,12 +171,41 @@ async def run(
     agent: Annotated[str, typer.Option(help="Agent name, e.g. oracle or null.")],
     backend: Annotated[str | None, typer.Option(help="Backend (default from settings: local).")] = None,
     repeats: Annotated[int | None, typer.Option(min=1, help="Scorer repeats R.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name from the catalog (llm.models).")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Agent parameter KEY=VALUE (VALUE as JSON, else text); repeatable."),
+    ] = None,
+    hints: Annotated[
+        int | None, typer.Option(min=1, max=3, help="Hint level 1-3 from the task's pack.")
+    ] = None,
+    knowledge: Annotated[
+        list[str] | None, typer.Option(help="Knowledge file: a path or glob; repeatable.")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="Token budget of the attempt.")] = None,
+    max_cost: Annotated[float | None, typer.Option(min=0, help="Cost budget of the attempt (USD).")] = None,
+    max_experiments: Annotated[int | None, typer.Option(min=0, help="Experiments the agent may run.")] = None,
+    max_wall_s: Annotated[float | None, typer.Option(min=1, help="Wall time of the agent phase.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run one attempt: sandbox, agent, submission, score."""
-    async with orchestrator(backend) as orch:
+    limits = {"max_experiments": max_experiments, "attempt_timeout_s": max_wall_s}
+    sandbox = {k: v for k, v in limits.items() if v is not None} or None
+    async with orchestrator(backend, sandbox=sandbox) as orch:
         chosen = orch.catalog.task(task)
-        [attempt] = await orch.run(chosen, [agent], repeats=repeats)
+        budget = orch.settings.budget.model_copy(
+            update={k: v for k, v in {"max_tokens": max_tokens, "max_cost_usd": max_cost}.items() if v}
+        )
+        config = orch.agent_config(
+            chosen,
+            agent,
+            model=model,
+            params=agent_params(param or []),
+            hints=hints,
+            knowledge=knowledge,
+            budget=budget,
+        )
+        [attempt] = await orch.run(chosen, [agent], repeats=repeats, configs=[config])
         [row] = await _views(orch, [attempt.id])
     if as_json:
         views.print_json(row)
@@ -208,6 +241,20 @@ async def score(
         views.print_json(row)
     else:
         views.stdout.print(views.attempts_table([row]))
+
+
+def agent_params(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE parsed as JSON when it is JSON (numbers, booleans), else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _read_submission(path: Path, script: str) -> dict[str, bytes]:
@@ -317,6 +364,7 @@ async def attempts_show(attempt_id: str, as_json: JsonFlag = False) -> None:
                 {"version": v.version, "parent": v.parent, "files": v.tree}
                 for v in await store.workspace_versions(attempt_id)
             ],
+            "agent": await store.get_agent_report(attempt_id),
         }
     if as_json:
         views.print_json(detail)
@@ -331,6 +379,9 @@ async def attempts_show(attempt_id: str, as_json: JsonFlag = False) -> None:
         f"{len(detail['experiments'])} experiment(s), "
         f"{len(detail['workspace_versions'])} workspace version(s)"
     )
+    if detail["agent"] is not None:
+        for line in views.agent_report_lines(detail["agent"]):
+            views.stdout.print(line, markup=False)
 
 
 @attempts_app.command("logs")
@@ -392,6 +443,7 @@ async def cleanup(as_json: JsonFlag = False) -> None:
 
 
 catalog_commands.register(tasks_app, records_app, data_app, command=command, progress=_progress)
+hints_cli.register(app, command, _settings)
 
 
 def main() -> None:

@@ -157,3 +157,27 @@ def attempts_table(rows: list[dict[str, Any]], title: str = "Attempts") -> Table
             ", ".join(r["flags"]) or "-",
         )
     return table
+
+
+def agent_report_lines(report: dict[str, Any]) -> list[str]:
+    """Model use of an attempt: tokens, cost, retries, transcript size, search tree."""
+    u = report.get("usage", {})
+    lines = [
+        f"model: {report.get('model')}: {u.get('calls', 0)} call(s), {u.get('retries', 0)} retry(ies), "
+        f"{u.get('input_tokens', 0)} input + {u.get('output_tokens', 0)} output tokens, "
+        f"cost ${u.get('cost_usd', 0.0):.4f}",
+        f"transcript: {len(report.get('transcript', []))} entries (--json shows them)",
+    ]
+    search = report.get("search")
+    if search:
+        lines.append(f"search tree ({search.get('algorithm')}), best v_{search.get('best')}:")
+        for node in search.get("nodes", []):
+            parent = "-" if node["parent"] is None else f"v_{node['parent']}"
+            if node["buggy"]:
+                result = "buggy"
+            elif node["seconds_to_target"] is not None:
+                result = f"{node['seconds_to_target']:.2f}s to target"
+            else:
+                result = "not run"
+            lines.append(f"  {node['name']:<5} {node['kind']:<8} parent {parent:<5} {result}")
+    return lines

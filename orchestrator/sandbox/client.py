@@ -96,7 +96,9 @@ class ToolClient:
             raise errors.SandboxLost(
                 f"tool API answered {response.status_code} without an error body"
             ) from None
-        raise _REFUSALS.get(body.error, errors.ToolRefused)(body.message)
+        refusal = _REFUSALS.get(body.error, errors.ToolRefused)(body.message)
+        refusal.code = body.error  # keep the server's code also where no subclass names it
+        raise refusal
 
     async def list_files(self) -> FileList:
         return await self._call("GET", "/files", FileList)

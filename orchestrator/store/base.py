@@ -132,6 +132,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def experiments(self, attempt_id: str) -> list[ExperimentRecord]: ...
 
+    @abc.abstractmethod
+    async def put_agent_report(self, attempt_id: str, model: str | None, report: Mapping[str, Any]) -> None:
+        """Insert or replace the agent's report (``report["usage"]`` holds the token counts and cost)."""
+
+    @abc.abstractmethod
+    async def get_agent_report(self, attempt_id: str) -> dict[str, Any] | None:
+        """The report with ``model`` added; None for agents that used no model."""
+
     # --- results, each written once --------------------------------------------------
 
     @abc.abstractmethod

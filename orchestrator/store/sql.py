@@ -26,6 +26,7 @@ from orchestrator.domain import (
 from orchestrator.errors import NotFound, StaleStateError, StoreError
 from orchestrator.store.base import Store
 from orchestrator.store.tables import (
+    AgentReportRow,
     AttemptRow,
     BlobRow,
     ExperimentRow,
@@ -376,6 +377,29 @@ class SqlStore(Store):
             )
             for r in rows
         ]
+
+    async def put_agent_report(self, attempt_id: str, model: str | None, report: Mapping[str, Any]) -> None:
+        usage = report.get("usage", {})
+        values = {
+            "model": model,
+            "input_tokens": int(usage.get("input_tokens", 0)),
+            "output_tokens": int(usage.get("output_tokens", 0)),
+            "cost_usd": float(usage.get("cost_usd", 0.0)),
+            "report": dict(report),
+            "updated_at": time.time(),
+        }
+        async with self._s.begin() as session:
+            row = await session.get(AgentReportRow, attempt_id)
+            if row is None:
+                session.add(AgentReportRow(attempt_id=attempt_id, **values))
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+
+    async def get_agent_report(self, attempt_id: str) -> dict[str, Any] | None:
+        async with self._s() as session:
+            row = await session.get(AgentReportRow, attempt_id)
+        return None if row is None else {"model": row.model, **row.report}
 
     # --- results, each written once --------------------------------------------------
 

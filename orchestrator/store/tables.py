@@ -104,3 +104,17 @@ class ScoreRow(Base):
     fsr: Mapped[float | None] = mapped_column(Float)
     fingerprint_hash: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class AgentReportRow(Base):
+    """What an LLM agent's model use left: usage, cost, transcript, search tree (one per attempt)."""
+
+    __tablename__ = "agent_reports"
+
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), primary_key=True)
+    model: Mapped[str | None] = mapped_column(String(128))
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    report: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[float] = mapped_column(Float)
