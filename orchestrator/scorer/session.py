@@ -87,6 +87,7 @@ async def run_session(
     plan: ScoringPlan,
     attempt_ids: list[str],
     on_event: EventSink,
+    rules: ScorerSettings,
 ) -> list[Score]:
     """Score every submission in the plan.
 
@@ -95,7 +96,7 @@ async def run_session(
         ScorerError, BackendError: the scorer environment failed (infrastructure).
     """
     result = await backend.run_scorer(plan, on_event)
-    baseline, reference = check_controls(result.measurements)
+    baseline, reference = check_controls(result.measurements, plan.target_val_loss)
     fp_hash = fingerprint_hash(result.fingerprint)
     repeats = len({r.repeat for r in plan.runs})
     return [
@@ -109,6 +110,8 @@ async def run_session(
             repeats=repeats,
             fingerprint=result.fingerprint,
             fingerprint_hash=fp_hash,
+            target_val_loss=plan.target_val_loss,
+            rules=rules,
         )
         for attempt_id in attempt_ids
     ]
