@@ -35,6 +35,7 @@ from orchestrator.scorer.plan import (
     HarnessResult,
     JailSpec,
     PlannedRun,
+    Role,
     RunMeasurement,
     ScoringPlan,
 )
@@ -135,7 +136,14 @@ class _Trajectory:
         return self.lines[0][1].val_loss if self.lines and self.lines[0][1].step == 0 else None
 
 
-async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) -> RunMeasurement:
+async def measure(
+    plan: ScoringPlan, run: PlannedRun, index: int, root: Path, untrained: float | None = None
+) -> RunMeasurement:
+    """One run, timed on this process's clock.
+
+    ``untrained``: the step-0 loss of this session's first baseline run. A run that
+    breaks a plausibility rule is stopped at once: it is disqualified anyway.
+    """
     work = _materialise(plan, run, root)
     argv = [sys.executable if a == "{python}" else a for a in run.argv]
     home = work / "home"
@@ -155,6 +163,8 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
     last_emit = [0.0]
     trajectory = _Trajectory()
     jail_error: list[str] = []
+    overclaimed: list[ProgressLine] = []
+    trained_early: list[ProgressLine] = []
     if plan.jail is not None:
         argv = _jailed(argv, plan.jail, work, env)
 
@@ -167,6 +177,18 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
             return False
         last[:] = [progress]
         trajectory.add(line.t, progress)
+        if trajectory.inconsistent is not None:
+            return True
+        if progress.train_time_ms / 1000 > line.t + _CLOCK_SLACK_S:
+            overclaimed.append(progress)
+            return True
+        if (
+            progress.step == 0
+            and untrained is not None
+            and progress.val_loss < untrained - plan.step0_tolerance
+        ):
+            trained_early.append(progress)
+            return True
         if line.t - last_emit[0] >= _PROGRESS_EVERY_S:
             last_emit[0] = line.t
             _emit(
@@ -219,8 +241,10 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         flags.append(Flag.CRASHED)
     seen = target_line[0][1] if reached else (last[0] if last else None)
     seconds = round(target_line[0][0].t, 4) if reached else None
-    if reached and seen is not None and seen.train_time_ms / 1000 > seconds + _CLOCK_SLACK_S:
+    if overclaimed:
         flags.append(Flag.REPORTED_TIME_EXCEEDS_WALL)
+    if trained_early:
+        flags.append(Flag.TRAINED_BEFORE_CLOCK)
     if trajectory.inconsistent is not None:
         flags.append(Flag.INCONSISTENT_TRAJECTORY)
     return RunMeasurement(
@@ -250,9 +274,12 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
 async def run_plan(plan: ScoringPlan, out_dir: Path) -> HarnessResult:
     hardware = fingerprint.collect()
     measurements = []
+    untrained: float | None = None
     for index, run in enumerate(plan.runs):
         _emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
-        m = await measure(plan, run, index, out_dir / "runs")
+        m = await measure(plan, run, index, out_dir / "runs", untrained)
+        if untrained is None and run.role is Role.BASELINE and not m.flags:
+            untrained = m.step0_val_loss
         # the run is dead (measure killed its group); nothing of it stays for the next one
         shutil.rmtree(out_dir / "runs" / run.label, ignore_errors=True)
         measurements.append(m)

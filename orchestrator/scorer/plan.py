@@ -63,6 +63,8 @@ class ScoringPlan(_Model):
     """Name -> (relative path -> UTF-8 text): the pristine records and each submission overlay."""
     runs: list[PlannedRun]
     jail: JailSpec | None = None
+    step0_tolerance: float = 0.3
+    """A step-0 loss this far below the session's first baseline step 0 stops the run (trained early)."""
 
 
 class Flag(enum.StrEnum):

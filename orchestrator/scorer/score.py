@@ -142,7 +142,8 @@ def _plausibility(
     flags: list[Flag] = []
     base0 = baseline.mean_step0_val_loss
     step0 = run.step0_val_loss
-    if base0 is not None and step0 is not None and step0 < base0 - rules.step0_loss_tolerance:
+    early = base0 is not None and step0 is not None and step0 < base0 - rules.step0_loss_tolerance
+    if early and Flag.TRAINED_BEFORE_CLOCK not in run.flags:
         flags.append(Flag.TRAINED_BEFORE_CLOCK)
     if (
         run.reached_target

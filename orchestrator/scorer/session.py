@@ -79,6 +79,7 @@ def build_plan(
         memory_bytes=settings.memory_bytes,
         file_sets=file_sets,
         runs=runs,
+        step0_tolerance=settings.step0_loss_tolerance,
     )
 
 

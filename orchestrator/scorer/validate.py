@@ -58,6 +58,7 @@ def validate_submission(
         texts[path] = text
     if problems:
         raise InvalidSubmission(
-            "; ".join(str(p) for p in problems), flags=sorted({Flag.INVALID_SUBMISSION.value, *(p.flag.value for p in problems)})
+            "; ".join(str(p) for p in problems),
+            flags=sorted({Flag.INVALID_SUBMISSION.value, *(p.flag.value for p in problems)}),
         )
     return texts
