@@ -7,6 +7,7 @@ scorer's own observations and the kernel confinement) is what is under test.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 import pytest
@@ -32,7 +33,13 @@ def _plan(
 ):
     data = ensure_track_data(catalog.track(task.track), settings.data_dir)
     rules = settings.scorer.model_copy(update={"repeats": repeats})
-    plan = build_plan(session_id="redteam", task=task, data=data, submissions=submissions, settings=rules)
+    plan = build_plan(
+        session_id=f"redteam{uuid.uuid4().hex[:8]}",
+        task=task,
+        data=data,
+        submissions=submissions,
+        settings=rules,
+    )
     return plan, rules
 
 
