@@ -57,7 +57,7 @@ def _run(role: Role, repeat: int, t: float, **kw: object) -> RunMeasurement:
     return RunMeasurement.model_validate(fields)
 
 
-def _score(subs: list[RunMeasurement], repeats: int = 3):  # noqa: ANN202
+def _score(subs: list[RunMeasurement], repeats: int = 3):
     controls = [_run(Role.BASELINE, i, 50.0 + i) for i in range(repeats)]
     controls += [_run(Role.REFERENCE, i, 20.0 + i) for i in range(repeats)]
     base, ref = check_controls(controls, 2.2)
