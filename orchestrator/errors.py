@@ -195,6 +195,11 @@ class SubmissionError(OrchestratorError):
 
 
 class InvalidSubmission(SubmissionError, ValueError):
-    """Rejected before running: does not parse, wrong files, too large."""
+    """Rejected before running: does not parse, wrong files, too large, breaks a rule."""
 
     code = "invalid_submission"
+
+    def __init__(self, message: str, *, flags: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.flags = flags or ["invalid_submission"]
+        """The kinds of problem (orchestrator.scorer.plan.Flag values)."""

@@ -336,7 +336,11 @@ class Orchestrator:
                 files = await self.store.get_submission(attempt.id) or {}
                 try:
                     valid[attempt.id] = validate_submission(
-                        files, editable=task.editable, max_total_bytes=settings.max_submission_bytes
+                        files,
+                        editable=task.editable,
+                        max_total_bytes=settings.max_submission_bytes,
+                        baseline={p: d.decode() for p, d in task.baseline.read_files().items()},
+                        protected_names=frozenset(task.baseline.manifest.protected.hyperparameters),
                     )
                 except InvalidSubmission as e:
                     result = rejected_submission(
@@ -344,6 +348,7 @@ class Orchestrator:
                         task_id=task.id,
                         attempt_id=attempt.id,
                         reason=str(e),
+                        flags=e.flags,
                         fingerprint_hash="",
                     )
                     finished += await self._record(
@@ -370,7 +375,7 @@ class Orchestrator:
             f"{len(valid)} submission(s)) x {settings.repeats} repeat(s)"
         )
         try:
-            scores = await run_session(self.backend, plan, list(valid), self._on_harness_event)
+            scores = await run_session(self.backend, plan, list(valid), self._on_harness_event, settings)
         except InfrastructureError as e:
             out = []
             for attempt_id in valid:

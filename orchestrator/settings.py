@@ -74,6 +74,17 @@ class ScorerSettings(_Section):
     max_submission_bytes: int = Field(default=1024 * 1024, gt=0)
     """Total size of the submitted files."""
     memory_bytes: int = Field(default=8 * 1024**3, gt=0)
+    isolation: Literal["auto", "jail", "none"] = "auto"
+    """Local backend: confine each scored run with namespaces and an unprivileged uid
+    (orchestrator/scorer/jail.py). ``auto``: when running as root with ``unshare``."""
+    run_uid: int = Field(default=65534, ge=1)
+    """The unprivileged uid (and gid) a confined run becomes."""
+    step0_loss_tolerance: float = Field(default=0.3, gt=0)
+    """A run whose step-0 loss is this far below the baseline's trained before the clock."""
+    min_cpu_fraction: float = Field(default=0.25, gt=0, le=1)
+    """A run reaching the target on less than this fraction of the reference's CPU time is implausible."""
+    significance: float = Field(default=0.01, gt=0, lt=1)
+    """Mean val loss must be below the target at this p (one-sided t test), with 2+ repeats."""
 
 
 class ModelSpec(_Section):

@@ -41,7 +41,7 @@ from orchestrator.runtime.process import (
     run_process_group,
 )
 from orchestrator.sandbox.api import SandboxConfig
-from orchestrator.scorer.plan import HarnessEvent, HarnessResult, ScoringPlan
+from orchestrator.scorer.plan import HarnessEvent, HarnessResult, JailSpec, ScoringPlan
 from orchestrator.settings import Settings
 
 log = get_logger(__name__)
@@ -184,8 +184,42 @@ class LocalBackend(Backend):
         except OSError as e:
             raise BackendError(f"cannot remove sandbox folder {root}: {e}") from e
 
+    def jail_spec(self) -> JailSpec | None:
+        """What a scored run may see of this machine; None when it cannot be confined here.
+
+        Raises:
+            BackendError: confinement was required but is not possible here.
+        """
+        scorer = self._settings.scorer
+        able = os.geteuid() == 0 and shutil.which("unshare") is not None
+        if scorer.isolation == "none" or (scorer.isolation == "auto" and not able):
+            if scorer.isolation == "auto":
+                log.warning("scored runs are not confined: needs root and unshare", isolation="none")
+            return None
+        if not able:
+            raise BackendError("scorer isolation 'jail' needs root and util-linux unshare on this machine")
+        package = Path(__file__).resolve().parents[1]
+        checkout = package.parent if (package.parent / "pyproject.toml").exists() else package
+        hide = {
+            self._settings.home,
+            self._settings.records_dir,
+            self._settings.hints_dir,
+            checkout,
+            Path.home(),
+        }
+        keep = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+        return JailSpec(
+            hide=sorted(str(p.resolve()) for p in hide),
+            keep_ro=sorted(keep),
+            uid=scorer.run_uid,
+            gid=scorer.run_uid,
+        )
+
     async def run_scorer(self, plan: ScoringPlan, on_event: EventSink) -> HarnessResult:
+        if plan.jail is None:
+            plan = plan.model_copy(update={"jail": self.jail_spec()})
         self._scoring.mkdir(parents=True, exist_ok=True)
+        # mkdtemp makes it 0700: nothing of the session is reachable from another uid
         out_dir = Path(tempfile.mkdtemp(prefix=f"{plan.session_id}-", dir=self._scoring))
         plan_path = out_dir / "plan.json"
         plan_path.write_text(plan.model_dump_json())

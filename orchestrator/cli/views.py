@@ -55,6 +55,11 @@ def record_view(record: Record) -> dict[str, Any]:
     }
 
 
+def _run_view(run: dict[str, Any]) -> dict[str, Any]:
+    keys = ("label", "role", "seed", "seconds_to_target", "val_loss", "step0_val_loss", "wall_s", "cpu_s")
+    return {**{k: run.get(k) for k in keys}, "flags": run.get("flags", [])}
+
+
 def attempt_view(attempt: Attempt, score: dict[str, Any] | None) -> dict[str, Any]:
     score = score or {}
     return {
@@ -73,6 +78,12 @@ def attempt_view(attempt: Attempt, score: dict[str, Any] | None) -> dict[str, An
         "reached_target": score.get("reached_target", False),
         "flags": score.get("flags", []),
         "repeats": score.get("repeats"),
+        "fsr_ci95": score.get("fsr_ci95"),
+        "target_val_loss": score.get("target_val_loss"),
+        "val_loss_pvalue": score.get("val_loss_pvalue"),
+        "submission_seconds_ci95": (score.get("submission") or {}).get("seconds_ci95"),
+        "runs": [_run_view(r) for r in score.get("runs", [])],
+        "fingerprint": score.get("fingerprint"),
         "fingerprint_hash": score.get("fingerprint_hash"),
         "created_at": attempt.created_at,
         "updated_at": attempt.updated_at,

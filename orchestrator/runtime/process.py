@@ -64,6 +64,8 @@ class ProcessResult:
     output_bytes: int
     tail: str
     peak_rss_bytes: int
+    cpu_s: float | None = None
+    """CPU seconds of the whole group when a watcher stopped it (None otherwise)."""
 
     @property
     def succeeded(self) -> bool:
@@ -161,11 +163,14 @@ async def run_process_group(
     output = _Output(limits, log, start)
     reason = ExitReason.EXITED
     peak_rss = 0
+    cpu_s: float | None = None
 
     def finish(why: ExitReason) -> None:
-        nonlocal reason
+        nonlocal reason, cpu_s
         if reason is ExitReason.EXITED:
             reason = why
+            if why is ExitReason.STOPPED:
+                cpu_s = procs.session_cpu_seconds(proc.pid)
         procs.kill_group(proc.pid)
         procs.kill_labelled(label)
 
@@ -234,6 +239,7 @@ async def run_process_group(
         output_bytes=output.total,
         tail=output.tail(),
         peak_rss_bytes=peak_rss,
+        cpu_s=cpu_s,
     )
 
 

@@ -21,6 +21,7 @@ LABEL_ENV = "SPEEDRUN_LABEL"
 INSTANCE_ENV = "SPEEDRUN_INSTANCE"
 _PROC = Path("/proc")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _pids() -> Iterator[int]:
@@ -87,6 +88,21 @@ def session_rss_bytes(sid: int) -> int:
         if int(fields[3]) == sid:
             total += int(fields[21]) * _PAGE
     return total
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """CPU time (user + system, reaped children included) of every live process in session ``sid``."""
+    ticks = 0
+    for pid in _pids():
+        try:
+            stat = (_PROC / str(pid) / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[3]) == sid:
+            # utime, stime, cutime, cstime are fields 14-17
+            ticks += sum(int(f) for f in fields[11:15])
+    return ticks / _TICKS
 
 
 def pid_alive(pid: int) -> bool:

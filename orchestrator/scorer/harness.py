@@ -13,6 +13,8 @@ to OUT_DIR/results.json. Nothing here trusts the run's own sense of time.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -31,7 +33,9 @@ from orchestrator.scorer.plan import (
     Flag,
     HarnessEvent,
     HarnessResult,
+    JailSpec,
     PlannedRun,
+    Role,
     RunMeasurement,
     ScoringPlan,
 )
@@ -41,6 +45,11 @@ from orchestrator.scorer.plan import (
 _CLOCK_SLACK_S = 0.5
 _PROGRESS_EVERY_S = 5.0
 _LOG_TAIL_BYTES = 8 * 1024
+_JAIL_FAILED = "speedrun-jail-failed:"
+
+
+class JailFailed(RuntimeError):
+    """The confinement could not be set up: the scorer's environment is at fault, not the run."""
 
 
 def _emit(event: HarnessEvent) -> None:
@@ -49,6 +58,7 @@ def _emit(event: HarnessEvent) -> None:
 
 
 def _materialise(plan: ScoringPlan, run: PlannedRun, root: Path) -> Path:
+    """``work/code`` and ``work/home`` belong to the run; the log and jail spec beside them do not."""
     work = root / run.label
     shutil.rmtree(work, ignore_errors=True)
     (work / "home").mkdir(parents=True)
@@ -56,10 +66,84 @@ def _materialise(plan: ScoringPlan, run: PlannedRun, root: Path) -> Path:
         target = work / "code" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
+    if plan.jail is not None:
+        for sub in ("code", "home"):
+            for dirpath, dirnames, filenames in os.walk(work / sub):
+                for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+                    os.chown(name, plan.jail.uid, plan.jail.gid)
     return work
 
 
-async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) -> RunMeasurement:
+def _jailed(argv: list[str], jail: JailSpec, work: Path, env: dict[str, str]) -> list[str]:
+    spec = {
+        **jail.model_dump(),
+        "keep_ro": [*jail.keep_ro, *_data_dirs(env)],
+        "keep_rw": [str(work)],
+        "cwd": str(work / "code"),
+    }
+    path = work / "jail.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(spec, f)
+    unshare = [
+        "unshare",
+        "--mount",
+        "--net",
+        "--pid",
+        "--ipc",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "--propagation",
+        "private",
+    ]
+    return [*unshare, sys.executable, "-m", "orchestrator.scorer.jail", str(path), "--", *argv]
+
+
+def _data_dirs(env: dict[str, str]) -> list[str]:
+    """Folders of the data globs the run reads: bound back read-only inside the jail."""
+    return sorted(
+        {str(Path(v).parent) for k, v in env.items() if k.startswith("NANOGPT_") and k.endswith("_FILES")}
+    )
+
+
+class _Trajectory:
+    """Progress lines as the scorer saw them, checked for the shape of real training."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, ProgressLine]] = []
+        self.inconsistent: str | None = None
+
+    def add(self, t: float, p: ProgressLine) -> None:
+        if not self.lines:
+            if p.step != 0:
+                self.inconsistent = f"first progress line is step {p.step}, not step 0"
+        else:
+            prev = self.lines[-1][1]
+            if (
+                p.step <= prev.step
+                or p.train_time_ms < prev.train_time_ms
+                or p.total_steps != prev.total_steps
+            ):
+                self.inconsistent = self.inconsistent or (
+                    f"step {prev.step} ({prev.train_time_ms:.0f}ms) followed by step {p.step} "
+                    f"({p.train_time_ms:.0f}ms)"
+                )
+        self.lines.append((t, p))
+
+    @property
+    def step0_loss(self) -> float | None:
+        return self.lines[0][1].val_loss if self.lines and self.lines[0][1].step == 0 else None
+
+
+async def measure(
+    plan: ScoringPlan, run: PlannedRun, index: int, root: Path, untrained: float | None = None
+) -> RunMeasurement:
+    """One run, timed on this process's clock.
+
+    ``untrained``: the step-0 loss of this session's first baseline run. A run that
+    breaks a plausibility rule is stopped at once: it is disqualified anyway.
+    """
     work = _materialise(plan, run, root)
     argv = [sys.executable if a == "{python}" else a for a in run.argv]
     home = work / "home"
@@ -77,12 +161,34 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
     target_line: list[tuple[OutputLine, ProgressLine]] = []
     last: list[ProgressLine] = []
     last_emit = [0.0]
+    trajectory = _Trajectory()
+    jail_error: list[str] = []
+    overclaimed: list[ProgressLine] = []
+    trained_early: list[ProgressLine] = []
+    if plan.jail is not None:
+        argv = _jailed(argv, plan.jail, work, env)
 
     def on_line(line: OutputLine) -> bool:
+        if plan.jail is not None and not trajectory.lines and line.text.startswith(_JAIL_FAILED):
+            jail_error.append(line.text)
+            return True
         progress = parse_progress_line(line.text)
         if progress is None:
             return False
         last[:] = [progress]
+        trajectory.add(line.t, progress)
+        if trajectory.inconsistent is not None:
+            return True
+        if progress.train_time_ms / 1000 > line.t + _CLOCK_SLACK_S:
+            overclaimed.append(progress)
+            return True
+        if (
+            progress.step == 0
+            and untrained is not None
+            and progress.val_loss < untrained - plan.step0_tolerance
+        ):
+            trained_early.append(progress)
+            return True
         if line.t - last_emit[0] >= _PROGRESS_EVERY_S:
             last_emit[0] = line.t
             _emit(
@@ -116,6 +222,8 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         log_path=work / "output.log",
         on_line=on_line,
     )
+    if jail_error:
+        raise JailFailed(f"{run.label}: {jail_error[0]}")
     flags: list[Flag] = []
     reached = bool(target_line)
     if not reached:
@@ -133,8 +241,12 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         flags.append(Flag.CRASHED)
     seen = target_line[0][1] if reached else (last[0] if last else None)
     seconds = round(target_line[0][0].t, 4) if reached else None
-    if reached and seen is not None and seen.train_time_ms / 1000 > seconds + _CLOCK_SLACK_S:
+    if overclaimed:
         flags.append(Flag.REPORTED_TIME_EXCEEDS_WALL)
+    if trained_early:
+        flags.append(Flag.TRAINED_BEFORE_CLOCK)
+    if trajectory.inconsistent is not None:
+        flags.append(Flag.INCONSISTENT_TRAJECTORY)
     return RunMeasurement(
         label=run.label,
         role=run.role,
@@ -148,25 +260,37 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         reported_train_ms=seen.train_time_ms if seen else None,
         val_loss=seen.val_loss if seen else None,
         step=seen.step if seen else None,
+        step0_val_loss=trajectory.step0_loss,
+        cpu_s=None if result.cpu_s is None or not reached else round(result.cpu_s, 3),
+        progress_lines=len(trajectory.lines),
         wall_s=round(result.wall_s, 4),
         output_bytes=result.output_bytes,
+        isolation="jail" if plan.jail is not None else "none",
         flags=flags,
-        log_tail=result.tail,
+        log_tail=result.tail + (f"\n[scorer] {trajectory.inconsistent}" if trajectory.inconsistent else ""),
     )
 
 
 async def run_plan(plan: ScoringPlan, out_dir: Path) -> HarnessResult:
     hardware = fingerprint.collect()
     measurements = []
+    untrained: float | None = None
     for index, run in enumerate(plan.runs):
         _emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
-        m = await measure(plan, run, index, out_dir / "runs")
+        m = await measure(plan, run, index, out_dir / "runs", untrained)
+        if untrained is None and run.role is Role.BASELINE and not m.flags:
+            untrained = m.step0_val_loss
+        # the run is dead (measure killed its group); nothing of it stays for the next one
+        shutil.rmtree(out_dir / "runs" / run.label, ignore_errors=True)
         measurements.append(m)
         _emit(
             HarnessEvent(
                 event="run_finished", label=run.label, index=index, total=len(plan.runs), measurement=m
             )
         )
+    if fingerprint.fingerprint_hash(fingerprint.collect()) != fingerprint.fingerprint_hash(hardware):
+        # the hardware changed under the session (a device appeared or vanished): its times don't compare
+        raise RuntimeError("hardware fingerprint changed during the scoring session")
     result = HarnessResult(fingerprint=hardware, measurements=measurements)
     (out_dir / "results.json").write_text(result.model_dump_json(indent=1))
     return result

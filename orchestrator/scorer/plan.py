@@ -39,6 +39,20 @@ class PlannedRun(_Model):
     timeout_s: float
 
 
+class JailSpec(_Model):
+    """Kernel confinement of each scored run (orchestrator/scorer/jail.py); None runs it bare."""
+
+    hide: list[str]
+    """Covered by an empty read-only tmpfs: the scorer's home, code, catalog, the user's home."""
+    scratch: list[str] = ["/tmp", "/var/tmp", "/dev/shm"]
+    """Replaced by a fresh private tmpfs."""
+    keep_ro: list[str]
+    """Bound back read-only: the Python install and the track data."""
+    uid: int = 65534
+    gid: int = 65534
+    """The unprivileged user the run becomes."""
+
+
 class ScoringPlan(_Model):
     session_id: str
     task_id: str
@@ -48,6 +62,9 @@ class ScoringPlan(_Model):
     file_sets: dict[str, dict[str, str]]
     """Name -> (relative path -> UTF-8 text): the pristine records and each submission overlay."""
     runs: list[PlannedRun]
+    jail: JailSpec | None = None
+    step0_tolerance: float = 0.3
+    """A step-0 loss this far below the session's first baseline step 0 stops the run (trained early)."""
 
 
 class Flag(enum.StrEnum):
@@ -61,6 +78,38 @@ class Flag(enum.StrEnum):
     REPORTED_TIME_EXCEEDS_WALL = "reported_time_exceeds_wall"
     """The script claimed more training time than had passed on the scorer's clock."""
     INVALID_SUBMISSION = "invalid_submission"
+    # static rules (orchestrator/scorer/rules.py), checked before anything runs
+    FILE_NOT_EDITABLE = "file_not_editable"
+    SUBMISSION_TOO_LARGE = "submission_too_large"
+    NOT_UTF8_TEXT = "not_utf8_text"
+    SYNTAX_ERROR = "syntax_error"
+    PROTECTED_HYPERPARAMETER_CHANGED = "protected_hyperparameter_changed"
+    PROTECTED_CODE_CHANGED = "protected_code_changed"
+    """The validation computation or the data loading differs from record N's."""
+    PROGRESS_OUTPUT_FORGED = "progress_output_forged"
+    """Metric text outside the record's own progress print."""
+    SEED_CHANGED = "seed_changed"
+    RESOURCE_GRAB = "resource_grab"
+    """Threads, devices, affinity or process-group settings changed."""
+    COMPILE_OPTION_NOT_ALLOWED = "compile_option_not_allowed"
+    TIMER_PATCHED = "timer_patched"
+    """Assignment to an attribute of an imported module (time, torch, ...)."""
+    ENVIRONMENT_CHANGED = "environment_changed"
+    DYNAMIC_CODE = "dynamic_code"
+    NATIVE_CODE = "native_code"
+    NETWORK_ACCESS = "network_access"
+    PROCESS_CONTROL = "process_control"
+    FILE_ACCESS = "file_access"
+    FORBIDDEN_IMPORT = "forbidden_import"
+    # plausibility of the scorer's own observations (harness and score)
+    INCONSISTENT_TRAJECTORY = "inconsistent_trajectory"
+    """Progress lines out of order: no step 0 first, steps or train_time going backwards."""
+    TRAINED_BEFORE_CLOCK = "trained_before_clock"
+    """Step-0 loss well below an untrained model's (the baseline's step 0 in this session)."""
+    IMPLAUSIBLE_COMPUTE = "implausible_compute"
+    """Reached the target on a small fraction of the CPU time the reference needed."""
+    VAL_LOSS_NOT_SIGNIFICANT = "val_loss_not_significant"
+    """Mean val loss not below the target at p < 0.01 (one-sided t test over repeats)."""
 
 
 class RunMeasurement(_Model):
@@ -80,8 +129,16 @@ class RunMeasurement(_Model):
     val_loss: float | None = None
     """Loss on the target line, else the last reported loss."""
     step: int | None = None
+    step0_val_loss: float | None = None
+    """Loss the run reported at step 0, before any training step (plausibility)."""
+    cpu_s: float | None = None
+    """CPU seconds the whole run had used when the target line arrived (scorer's reading)."""
+    progress_lines: int = 0
     wall_s: float
+    """End-to-end: launch to the moment the whole run was dead, on the scorer's clock."""
     output_bytes: int
+    isolation: str = "none"
+    """``jail`` when the run was kernel-confined (orchestrator/scorer/jail.py)."""
     flags: list[Flag] = Field(default_factory=list)
     log_tail: str = ""
 

@@ -2,6 +2,10 @@
 
 Times are the scorer's own (launch to the target line), averaged over repeats.
 A constant start-up cost adds to all three times alike and cancels in FSR.
+Submission runs are also judged against the controls of the same session: a step-0
+loss far below the baseline's means training before the clock; reaching the target
+on a small fraction of the reference's CPU time means the progress was not earned.
+With two or more repeats, the mean val loss must be below the target at p < 0.01.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.domain import Outcome
 from orchestrator.errors import ScorerError
+from orchestrator.scorer import stats
 from orchestrator.scorer.plan import Flag, Role, RunMeasurement
+from orchestrator.settings import ScorerSettings
 
-# two-sided 95% Student t quantiles by degrees of freedom (1..10); normal beyond
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+# below this much CPU the reference's reading is too small to judge others by (toy tracks sleep)
+_MIN_REFERENCE_CPU_S = 5.0
 
 
 class RoleSummary(BaseModel):
@@ -28,8 +34,14 @@ class RoleSummary(BaseModel):
     mean_seconds: float | None
     ci95_seconds: float | None
     """Half-width of the 95% confidence interval of the mean (None for one run)."""
+    seconds_ci95: tuple[float, float] | None = None
+    """The 95% confidence interval of the mean time itself."""
     mean_val_loss: float | None
+    val_loss_pvalue: float | None = None
+    """One-sided t test of mean val loss < target (None with one run)."""
     mean_reported_train_s: float | None
+    mean_step0_val_loss: float | None = None
+    mean_cpu_s: float | None = None
 
 
 class Score(BaseModel):
@@ -41,6 +53,11 @@ class Score(BaseModel):
     outcome: Outcome
     reason: str | None
     fsr: float | None
+    fsr_ci95: tuple[float, float] | None = None
+    """95% interval of FSR (delta method over repeats paired by seed; None for one repeat)."""
+    target_val_loss: float | None = None
+    val_loss_pvalue: float | None = None
+    significance: float | None = None
     baseline_seconds: float
     reference_seconds: float
     submission_seconds: float | None
@@ -62,33 +79,39 @@ class ControlRunsFailed(ScorerError):
     code = "control_runs_failed"
 
 
-def _ci95(values: list[float]) -> float | None:
-    if len(values) < 2:
-        return None
-    df = len(values) - 1
-    t = _T95[df - 1] if df <= len(_T95) else 1.96
-    return t * statistics.stdev(values) / math.sqrt(len(values))
-
-
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def summarise(runs: list[RunMeasurement]) -> RoleSummary:
+def _round(pair: tuple[float, float] | None, digits: int = 4) -> tuple[float, float] | None:
+    return None if pair is None else (round(pair[0], digits), round(pair[1], digits))
+
+
+def summarise(runs: list[RunMeasurement], target: float | None = None) -> RoleSummary:
     times = [r.seconds_to_target for r in runs if r.seconds_to_target is not None]
     losses = [r.val_loss for r in runs if r.val_loss is not None and math.isfinite(r.val_loss)]
     reported = [r.reported_train_ms / 1000 for r in runs if r.reported_train_ms is not None]
+    ci = stats.mean_ci(times)
+    pvalue = (
+        stats.mean_below_pvalue(losses, target) if target is not None and len(losses) == len(runs) else None
+    )
     return RoleSummary(
         runs=len(runs),
         reached=sum(r.reached_target for r in runs),
         mean_seconds=_mean(times),
-        ci95_seconds=_ci95(times),
+        ci95_seconds=None if ci is None else round((ci[1] - ci[0]) / 2, 4),
+        seconds_ci95=_round(ci),
         mean_val_loss=_mean(losses),
+        val_loss_pvalue=None if pvalue is None else round(pvalue, 6),
         mean_reported_train_s=_mean(reported),
+        mean_step0_val_loss=_mean([r.step0_val_loss for r in runs if r.step0_val_loss is not None]),
+        mean_cpu_s=_mean([r.cpu_s for r in runs if r.cpu_s is not None]),
     )
 
 
-def check_controls(measurements: list[RunMeasurement]) -> tuple[RoleSummary, RoleSummary]:
+def check_controls(
+    measurements: list[RunMeasurement], target: float | None = None
+) -> tuple[RoleSummary, RoleSummary]:
     """Summaries of baseline and reference.
 
     Raises:
@@ -101,7 +124,7 @@ def check_controls(measurements: list[RunMeasurement]) -> tuple[RoleSummary, Rol
         if not runs or bad:
             detail = "; ".join(f"{m.label}: {', '.join(m.flags)}" for m in bad) or "no runs"
             raise ControlRunsFailed(f"{role} runs failed in the scorer: {detail}")
-        summaries.append(summarise(runs))
+        summaries.append(summarise(runs, target))
     baseline, reference = summaries
     assert baseline.mean_seconds is not None and reference.mean_seconds is not None
     if reference.mean_seconds >= baseline.mean_seconds:
@@ -110,6 +133,39 @@ def check_controls(measurements: list[RunMeasurement]) -> tuple[RoleSummary, Rol
             f"({baseline.mean_seconds:.2f}s) on this hardware: FSR is undefined"
         )
     return baseline, reference
+
+
+def _plausibility(
+    run: RunMeasurement, baseline: RoleSummary, reference_cpu_s: float | None, rules: ScorerSettings
+) -> list[Flag]:
+    """Flags from comparing one submission run with the controls measured in the same session."""
+    flags: list[Flag] = []
+    base0 = baseline.mean_step0_val_loss
+    step0 = run.step0_val_loss
+    early = base0 is not None and step0 is not None and step0 < base0 - rules.step0_loss_tolerance
+    if early and Flag.TRAINED_BEFORE_CLOCK not in run.flags:
+        flags.append(Flag.TRAINED_BEFORE_CLOCK)
+    if (
+        run.reached_target
+        and reference_cpu_s is not None
+        and reference_cpu_s >= _MIN_REFERENCE_CPU_S
+        and run.cpu_s is not None
+        and run.cpu_s < rules.min_cpu_fraction * reference_cpu_s
+    ):
+        flags.append(Flag.IMPLAUSIBLE_COMPUTE)
+    return flags
+
+
+def _by_repeat(runs: list[RunMeasurement]) -> dict[int, float]:
+    return {r.repeat: r.seconds_to_target for r in runs if r.seconds_to_target is not None}
+
+
+def _fsr_interval(controls: list[RunMeasurement], mine: list[RunMeasurement]) -> tuple[float, float] | None:
+    base = _by_repeat([m for m in controls if m.role is Role.BASELINE])
+    ref = _by_repeat([m for m in controls if m.role is Role.REFERENCE])
+    sub = _by_repeat(mine)
+    repeats = sorted(set(base) & set(ref) & set(sub))
+    return stats.ratio_ci([base[i] - sub[i] for i in repeats], [base[i] - ref[i] for i in repeats])
 
 
 def score_submission(
@@ -123,27 +179,39 @@ def score_submission(
     repeats: int,
     fingerprint: dict[str, Any],
     fingerprint_hash: str,
+    target_val_loss: float,
+    rules: ScorerSettings,
 ) -> Score:
-    mine = [m for m in measurements if m.role is Role.SUBMISSION and m.attempt_id == attempt_id]
     controls = [m for m in measurements if m.role is not Role.SUBMISSION]
-    summary = summarise(mine)
+    reference_cpu = [m.cpu_s for m in controls if m.role is Role.REFERENCE and m.cpu_s is not None]
+    mine = []
+    for m in measurements:
+        if m.role is Role.SUBMISSION and m.attempt_id == attempt_id:
+            extra = _plausibility(m, baseline, min(reference_cpu) if reference_cpu else None, rules)
+            mine.append(m.model_copy(update={"flags": [*m.flags, *extra]}) if extra else m)
+    summary = summarise(mine, target_val_loss)
     flags = sorted({f.value for m in mine for f in m.flags})
     reached = bool(mine) and all(m.reached_target for m in mine)
+    pvalue = summary.val_loss_pvalue
+    if len(mine) >= 2 and (pvalue is None or pvalue >= rules.significance):
+        flags.append(Flag.VAL_LOSS_NOT_SIGNIFICANT.value)
     tb, tr = baseline.mean_seconds, reference.mean_seconds
     assert tb is not None and tr is not None
+    fsr_ci: tuple[float, float] | None = None
     if reached and not flags and summary.mean_seconds is not None:
         outcome, reason = Outcome.SCORED, None
         fsr: float | None = round((tb - summary.mean_seconds) / (tb - tr), 4)
+        fsr_ci = _round(_fsr_interval(controls, mine))
     else:
         outcome = Outcome.SUBMISSION_FAILED
-        reason = (
-            "; ".join(
-                f"{m.label}: {', '.join(m.flags)} (exit {m.reason}, code {m.returncode})"
-                for m in mine
-                if m.flags
-            )
-            or "no submission runs"
+        per_run = "; ".join(
+            f"{m.label}: {', '.join(m.flags)} (exit {m.reason}, code {m.returncode})" for m in mine if m.flags
         )
+        if Flag.VAL_LOSS_NOT_SIGNIFICANT.value in flags:
+            per_run = "; ".join(
+                filter(None, [per_run, f"val_loss_not_significant: p={pvalue} >= {rules.significance}"])
+            )
+        reason = per_run or "no submission runs"
         fsr = None
     return Score(
         session_id=session_id,
@@ -152,6 +220,10 @@ def score_submission(
         outcome=outcome,
         reason=reason,
         fsr=fsr,
+        fsr_ci95=fsr_ci,
+        target_val_loss=target_val_loss,
+        val_loss_pvalue=pvalue,
+        significance=rules.significance,
         baseline_seconds=round(tb, 4),
         reference_seconds=round(tr, 4),
         submission_seconds=None if summary.mean_seconds is None else round(summary.mean_seconds, 4),
@@ -169,7 +241,13 @@ def score_submission(
 
 
 def rejected_submission(
-    *, session_id: str, task_id: str, attempt_id: str, reason: str, fingerprint_hash: str
+    *,
+    session_id: str,
+    task_id: str,
+    attempt_id: str,
+    reason: str,
+    flags: list[str],
+    fingerprint_hash: str,
 ) -> dict[str, Any]:
     """The stored result of a submission refused before running (no times measured)."""
     return {
@@ -180,6 +258,6 @@ def rejected_submission(
         "reason": reason,
         "fsr": None,
         "reached_target": False,
-        "flags": [Flag.INVALID_SUBMISSION.value],
+        "flags": flags,
         "fingerprint_hash": fingerprint_hash,
     }

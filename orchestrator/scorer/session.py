@@ -79,6 +79,7 @@ def build_plan(
         memory_bytes=settings.memory_bytes,
         file_sets=file_sets,
         runs=runs,
+        step0_tolerance=settings.step0_loss_tolerance,
     )
 
 
@@ -87,6 +88,7 @@ async def run_session(
     plan: ScoringPlan,
     attempt_ids: list[str],
     on_event: EventSink,
+    rules: ScorerSettings,
 ) -> list[Score]:
     """Score every submission in the plan.
 
@@ -95,7 +97,7 @@ async def run_session(
         ScorerError, BackendError: the scorer environment failed (infrastructure).
     """
     result = await backend.run_scorer(plan, on_event)
-    baseline, reference = check_controls(result.measurements)
+    baseline, reference = check_controls(result.measurements, plan.target_val_loss)
     fp_hash = fingerprint_hash(result.fingerprint)
     repeats = len({r.repeat for r in plan.runs})
     return [
@@ -109,6 +111,8 @@ async def run_session(
             repeats=repeats,
             fingerprint=result.fingerprint,
             fingerprint_hash=fp_hash,
+            target_val_loss=plan.target_val_loss,
+            rules=rules,
         )
         for attempt_id in attempt_ids
     ]

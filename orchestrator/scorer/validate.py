@@ -1,8 +1,9 @@
 """Static checks on a submission before anything of it runs.
 
 Only the task's editable files may be submitted, as UTF-8 text, within the size
-cap, and every Python file must parse. ``compile`` only parses: no submitted code
-executes here.
+cap; every Python file must parse and keep the speedrun's rules against record N's
+version of the same file (orchestrator/scorer/rules.py). Nothing submitted executes
+here: ``ast.parse`` only parses.
 """
 
 from __future__ import annotations
@@ -10,38 +11,54 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator.errors import InvalidSubmission
+from orchestrator.scorer.plan import Flag
+from orchestrator.scorer.rules import Violation, check_script
 
 
 def validate_submission(
-    files: Mapping[str, bytes], *, editable: list[str], max_total_bytes: int
+    files: Mapping[str, bytes],
+    *,
+    editable: list[str],
+    max_total_bytes: int,
+    baseline: Mapping[str, str],
+    protected_names: frozenset[str],
 ) -> dict[str, str]:
     """The submission as text, path -> content.
 
+    ``baseline``: record N's files (path -> text), the reference for protected code.
+
     Raises:
-        InvalidSubmission: with every problem found, named by file.
+        InvalidSubmission: with every problem found, named by file; ``flags`` names each kind.
     """
-    problems: list[str] = []
+    problems: list[Violation] = []
     texts: dict[str, str] = {}
     unexpected = sorted(set(files) - set(editable))
     if unexpected:
-        problems.append(f"files not editable in this task: {', '.join(unexpected)}")
+        problems.append(
+            Violation(Flag.FILE_NOT_EDITABLE, f"not editable in this task: {', '.join(unexpected)}")
+        )
     total = sum(len(d) for d in files.values())
     if total > max_total_bytes:
-        problems.append(f"submission is {total} bytes, over the {max_total_bytes}-byte cap")
+        problems.append(
+            Violation(Flag.SUBMISSION_TOO_LARGE, f"{total} bytes, over the {max_total_bytes}-byte cap")
+        )
     for path, data in sorted(files.items()):
+        if path in unexpected:
+            continue
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            problems.append(f"{path}: not UTF-8 text")
+            problems.append(Violation(Flag.NOT_UTF8_TEXT, f"{path}: not UTF-8 text"))
             continue
-        if path.endswith(".py"):
-            try:
-                compile(text, path, "exec", dont_inherit=True)
-            except SyntaxError as e:
-                problems.append(f"{path}:{e.lineno}: syntax error: {e.msg}")
-            except ValueError as e:  # e.g. NUL bytes
-                problems.append(f"{path}: cannot be parsed: {e}")
+        if "\0" in text:
+            problems.append(Violation(Flag.NOT_UTF8_TEXT, f"{path}: contains NUL bytes"))
+            continue
+        if path.endswith(".py") and len(text) <= max_total_bytes:
+            problems += check_script(baseline.get(path, ""), text, protected_names=protected_names, path=path)
         texts[path] = text
     if problems:
-        raise InvalidSubmission("; ".join(problems))
+        raise InvalidSubmission(
+            "; ".join(str(p) for p in problems),
+            flags=sorted({Flag.INVALID_SUBMISSION.value, *(p.flag.value for p in problems)}),
+        )
     return texts

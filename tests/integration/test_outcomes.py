@@ -131,7 +131,11 @@ async def test_unparsable_submission_is_the_submissions_fault(orch: Orchestrator
     assert scored.outcome is Outcome.SUBMISSION_FAILED
     assert "train_gpt.py:1: syntax error" in (scored.reason or "")
     score = await orch.store.get_score(acted.id)
-    assert score is not None and score["flags"] == ["invalid_submission"] and score["fsr"] is None
+    assert (
+        score is not None
+        and score["flags"] == ["invalid_submission", "syntax_error"]
+        and score["fsr"] is None
+    )
 
 
 async def test_logs_carry_attempt_and_task_ids(orch: Orchestrator, toy_task: Task) -> None:

@@ -1,0 +1,353 @@
+"""The red team: cheating and honest submissions for the tiny track's task tiny-r1-r2.
+
+Each cheat is record 1's script with a few edits, tagged with the THREATS.md row it
+attacks and the flag the scorer must reject it with. ``STATIC`` cheats must be
+refused before anything runs; ``RUNTIME`` cheats pass the static rules on purpose
+and must be caught by the scorer's own observations while they run. ``HONEST``
+submissions are real improvements (later records, or later records trained longer)
+that must be accepted with an FSR inside their band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "records" / "tiny"
+TASK = "tiny-r1-r2"
+SCRIPT = "train_gpt.py"
+
+# anchors in record 1's script
+MAIN_START = "    torch.manual_seed(args.seed)\n"
+CLOCK_START = "    training_time_ms = 0.0\n"
+
+
+def record_script(index: int) -> str:
+    return (TINY / f"r{index}" / SCRIPT).read_text()
+
+
+def edited(text: str, edits: list[tuple[str, str]]) -> str:
+    for old, new in edits:
+        assert text.count(old) == 1, f"anchor not unique in the script: {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+def after(anchor: str, code: str) -> tuple[str, str]:
+    return anchor, anchor + code
+
+
+@dataclass(frozen=True)
+class Cheat:
+    name: str
+    threat: int
+    """Row of THREATS.md it attacks."""
+    flag: str
+    """The flag it must be rejected with."""
+    edits: list[tuple[str, str]] = field(default_factory=list)
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+    script_bytes: bytes | None = None
+    """Replaces the script outright (binary blobs, huge files)."""
+
+    def files(self) -> dict[str, bytes]:
+        script = self.script_bytes
+        if script is None:
+            script = edited(record_script(1), self.edits).encode()
+        return {SCRIPT: script, **self.extra_files}
+
+
+STATIC = [
+    # 1: fake metric lines
+    Cheat(
+        "print_fake_final_line",
+        1,
+        "progress_output_forged",
+        [after(MAIN_START, '    print("step:420/420 val_loss:2.0000 train_time:1000ms", flush=True)\n')],
+    ),
+    Cheat(
+        "halve_printed_loss",
+        1,
+        "progress_output_forged",
+        [("val_loss:{val_loss:.4f} ", "val_loss:{val_loss / 2:.4f} ")],
+    ),
+    Cheat(
+        "fstring_fake_line",
+        1,
+        "progress_output_forged",
+        [after(MAIN_START, '    loss = 2.0\n    print(f"step:1/1 val_loss:{loss} train_time:5ms")\n')],
+    ),
+    # 2: patched timers
+    Cheat(
+        "patch_perf_counter", 2, "timer_patched", [after(MAIN_START, "    time.perf_counter = lambda: 0.0\n")]
+    ),
+    Cheat(
+        "patch_barrier", 2, "timer_patched", [after(MAIN_START, "    dist.barrier = lambda *a, **k: None\n")]
+    ),
+    Cheat(
+        "patch_time_alias",
+        2,
+        "timer_patched",
+        [after("import time\n", "import time as clock\n\nclock.time = lambda: 0.0\n")],
+    ),
+    # 3: precomputed work / warmup outside the clock
+    Cheat(
+        "load_precomputed_tokens",
+        3,
+        "file_access",
+        [after(MAIN_START, '    cached = np.load("/tmp/precomputed.npy")\n')],
+    ),
+    Cheat("pickle_warm_state", 3, "file_access", [after("import time\n", "import pickle\n")]),
+    # 4: compile options that move work into compilation
+    Cheat(
+        "compile_max_autotune",
+        4,
+        "compile_option_not_allowed",
+        [
+            after(
+                "    optimizers = make_optimizers(model)\n",
+                '    model = torch.compile(model, mode="max-autotune")\n',
+            )
+        ],
+    ),
+    Cheat(
+        "inductor_config_flag",
+        4,
+        "compile_option_not_allowed",
+        [after(MAIN_START, "    torch._inductor.config.max_autotune_gemm = True\n")],
+    ),
+    Cheat(
+        "compile_options_dict",
+        4,
+        "compile_option_not_allowed",
+        [
+            after(
+                "    optimizers = make_optimizers(model)\n",
+                '    model = torch.compile(model, options={"max_autotune": True})\n',
+            )
+        ],
+    ),
+    # 5: copying a reference solution or weights
+    Cheat(
+        "load_reference_weights",
+        5,
+        "file_access",
+        [
+            after(
+                "    optimizers = make_optimizers(model)\n",
+                '    model.load_state_dict(torch.load("r2.pt"))\n',
+            )
+        ],
+    ),
+    Cheat(
+        "exec_reference_script",
+        5,
+        "dynamic_code",
+        [after(MAIN_START, '    exec(compile(source, "r2", "exec"))\n')],
+    ),
+    Cheat("import_via_sys_path", 5, "dynamic_code", [after("import time\n", "import sys\n")]),
+    # 6: data and validation
+    Cheat(
+        "fewer_val_tokens",
+        6,
+        "protected_hyperparameter_changed",
+        [('"NANOGPT_VAL_TOKENS", "16384"', '"NANOGPT_VAL_TOKENS", "1024"')],
+    ),
+    Cheat(
+        "override_val_tokens",
+        6,
+        "protected_hyperparameter_changed",
+        [after(MAIN_START, "    args.val_tokens = 2048\n")],
+    ),
+    Cheat(
+        "train_on_val",
+        6,
+        "protected_hyperparameter_changed",
+        [("load_tokens(args.train_files)", "load_tokens(args.val_files)")],
+    ),
+    Cheat(
+        "evaluate_half_the_batch",
+        6,
+        "protected_code_changed",
+        [
+            (
+                "total += model(buf[:, :-1], buf[:, 1:]) * chunk.numel()",
+                "total += model(buf[:, :-1], buf[:, 1:]) * chunk.numel() * 0.9",
+            )
+        ],
+    ),
+    Cheat(
+        "other_val_files",
+        6,
+        "protected_hyperparameter_changed",
+        [
+            (
+                '"NANOGPT_VAL_FILES", "data/tiny/val_000000.bin"',
+                '"NANOGPT_VAL_FILE", "data/tiny/val_000000.bin"',
+            )
+        ],
+    ),
+    # 7: the scorer's files
+    Cheat(
+        "ship_harness_file",
+        7,
+        "file_not_editable",
+        extra_files={"orchestrator/scorer/harness.py": b"print('patched')\n"},
+    ),
+    Cheat(
+        "overwrite_harness_at_runtime",
+        7,
+        "file_access",
+        [after(MAIN_START, '    open("/opt/speedrun/orchestrator/scorer/score.py", "w").write("")\n')],
+    ),
+    # 8: grader internals
+    Cheat(
+        "read_store_db",
+        8,
+        "file_access",
+        [
+            after(
+                MAIN_START, '    db = open(os.path.expanduser("~/.local/share/speedrun/speedrun.db"), "rb")\n'
+            )
+        ],
+    ),
+    Cheat("list_root", 8, "file_access", [after(MAIN_START, '    print(os.listdir("/"))\n')]),
+    Cheat(
+        "glob_other_records", 8, "file_access", [after(MAIN_START, '    found = glob.glob("/**/r2/*.py")\n')]
+    ),
+    # 9: leftover daemons
+    Cheat(
+        "fork_daemon",
+        9,
+        "process_control",
+        [after(MAIN_START, "    if os.fork() == 0:\n        os.setsid()\n")],
+    ),
+    Cheat(
+        "subprocess_daemon",
+        9,
+        "process_control",
+        [
+            after("import time\n", "import subprocess\n"),
+            after(MAIN_START, '    subprocess.Popen(["sleep", "1000"])\n'),
+        ],
+    ),
+    Cheat("background_thread", 9, "process_control", [after("import time\n", "import threading\n")]),
+    # 10: seed picking
+    Cheat("fixed_seed", 10, "seed_changed", [("torch.manual_seed(args.seed)", "torch.manual_seed(1234)")]),
+    Cheat(
+        "seed_default_ignored",
+        10,
+        "protected_hyperparameter_changed",
+        [('seed: int = int(os.environ.get("NANOGPT_SEED", "0"))', "seed: int = 1234")],
+    ),
+    # 11: cache replay
+    Cheat(
+        "shared_inductor_cache",
+        11,
+        "environment_changed",
+        [after(MAIN_START, '    os.environ["TORCHINDUCTOR_CACHE_DIR"] = "/var/tmp/cache"\n')],
+    ),
+    Cheat(
+        "save_cache_between_runs",
+        11,
+        "file_access",
+        [after(MAIN_START, '    torch.save(model_state := {}, "/var/tmp/state.pt")\n')],
+    ),
+    # 12: resources
+    Cheat(
+        "more_threads",
+        12,
+        "resource_grab",
+        [('torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))', "torch.set_num_threads(64)")],
+    ),
+    Cheat(
+        "widen_affinity", 12, "resource_grab", [after(MAIN_START, "    os.sched_setaffinity(0, range(64))\n")]
+    ),
+    Cheat(
+        "visible_devices",
+        12,
+        "environment_changed",
+        [after(MAIN_START, '    os.environ.update(CUDA_VISIBLE_DEVICES="0,1,2,3")\n')],
+    ),
+    # 13: network
+    Cheat("urllib_download", 13, "network_access", [after("import time\n", "import urllib.request\n")]),
+    Cheat(
+        "raw_socket", 13, "network_access", [after("import time\n", "from socket import create_connection\n")]
+    ),
+    Cheat(
+        "tcpstore_out",
+        13,
+        "network_access",
+        [after(MAIN_START, '    store = dist.TCPStore("8.8.8.8", 80, 1, False)\n')],
+    ),
+    # 14: denial of service
+    Cheat("fork_bomb", 14, "process_control", [after(MAIN_START, "    while True:\n        os.fork()\n")]),
+    Cheat(
+        "disk_fill",
+        14,
+        "file_access",
+        [after(MAIN_START, '    np.zeros(10**11, dtype=np.uint8).tofile("/tmp/fill")\n')],
+    ),
+    Cheat("sleep_forever", 14, "process_control", [after(MAIN_START, "    time.sleep(10**9)\n")]),
+    # 15: path tricks and blobs
+    Cheat("dotdot_path", 15, "file_not_editable", extra_files={"../../etc/cron.d/x": b"* * * * * root id\n"}),
+    Cheat("binary_blob", 15, "not_utf8_text", script_bytes=b"\x7fELF\x02\x01\x01" + bytes(range(256)) * 4),
+    Cheat("huge_file", 15, "submission_too_large", script_bytes=b"# pad\n" * 400_000),
+    Cheat("nul_bytes", 15, "not_utf8_text", script_bytes=b"print('x')\0\n"),
+]
+
+# They pass the static rules; the scorer's observations must catch them while they run.
+_FAKE_TRAJECTORY = """\
+    # the metric's name, spelled so that no static rule sees it
+    name = bytes([118, 97, 108, 95, 108, 111, 115, 115]).decode()
+    clock = bytes([116, 114, 97, 105, 110, 95, 116, 105, 109, 101]).decode()
+    head = bytes([115, 116, 101, 112]).decode()
+    begin = time.perf_counter()
+    for i, loss in enumerate([6.24, 4.1, 3.0, 2.5, 2.3, 2.1]):
+        until = time.perf_counter() + 0.4
+        while time.perf_counter() < until:
+            pass
+        ms = 1000 * (time.perf_counter() - begin)
+        print(f"{head}:{i * 20}/100 {name}:{loss:.4f} {clock}:{ms:.0f}ms", flush=True)
+    return
+"""
+_PRETRAIN = """\
+    for _ in range(150):  # "warmup" that really trains, before the clock starts
+        inputs, targets = loader.next_batch()
+        model(inputs, targets).backward()
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+"""
+RUNTIME = [
+    Cheat("fake_trajectory_obfuscated", 1, "implausible_compute", [after(MAIN_START, _FAKE_TRAJECTORY)]),
+    Cheat(
+        "claims_more_time_than_passed",
+        1,
+        "reported_time_exceeds_wall",
+        [(CLOCK_START, "    training_time_ms = 3_600_000.0\n")],
+    ),
+    Cheat("trains_before_the_clock", 3, "trained_before_clock", [(CLOCK_START, _PRETRAIN + CLOCK_START)]),
+]
+
+
+@dataclass(frozen=True)
+class Honest:
+    name: str
+    script: str
+    band: tuple[float, float]
+    """FSR expected for one repeat on a loaded 2-core machine (r1 ~47 s, r2 ~20 s idle)."""
+
+
+def _longer(index: int, default: str, longer: str) -> str:
+    key = f'"NANOGPT_NUM_ITERATIONS", "{default}"'
+    return edited(record_script(index), [(key, key.replace(default, longer))])
+
+
+HONEST = [
+    Honest("record_2", record_script(2), (0.6, 1.4)),
+    Honest("record_2_trained_longer", _longer(2, "170", "190"), (0.45, 1.35)),
+    Honest("record_3_muon", record_script(3), (0.7, 1.7)),
+    Honest("record_4", record_script(4), (0.8, 1.8)),
+    Honest("record_4_trained_longer", _longer(4, "100", "120"), (0.7, 1.7)),
+]

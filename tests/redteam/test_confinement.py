@@ -1,0 +1,191 @@
+"""The scorer's runs are confined by the kernel on the local backend (THREATS.md rows 7-9, 11-14).
+
+Toy-track submissions that the static rules would refuse are handed straight to the
+harness: they probe the file system, the network and the process tree from inside a
+scored run, and keep a child alive after printing a passing line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.catalog.catalog import Task
+from orchestrator.settings import Settings
+from tests.redteam.conftest import RunHarness
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kernel confinement needs root (CI runs as root)")
+
+_TOY_TAIL = """
+import glob, os, time
+import helper
+start = time.perf_counter()
+for step in range(16):
+    loss = helper.loss_at(step, 15)
+    ms = (time.perf_counter() - start) * 1000
+    print(f"step:{step}/15 val_loss:{loss:.4f} train_time:{ms:.0f}ms", flush=True)
+    time.sleep(0.02)
+"""
+
+_PROBE = """
+import errno, os, socket
+
+def attempt(what, action):
+    try:
+        action()
+    except OSError as e:
+        print(f"SAFE {what} {errno.errorcode.get(e.errno, e.errno)}", flush=True)
+    else:
+        print(f"LEAK {what}", flush=True)
+
+def read(path):
+    return lambda: open(path, "rb").read(1)
+
+def write(path):
+    return lambda: open(path, "ab").write(b"pwned")
+
+def listing(path):
+    def go():
+        if not os.listdir(path):
+            raise OSError(errno.ENOENT, "empty")
+    return go
+
+def connect(host, port):
+    def go():
+        with socket.create_connection((host, port), timeout=2):
+            pass
+    return go
+
+for name, path in TARGETS["read"].items():
+    attempt("read " + name, read(path))
+for name, path in TARGETS["write"].items():
+    attempt("write " + name, write(path))
+for name, path in TARGETS["list"].items():
+    attempt("list " + name, listing(path))
+def only_own_run():
+    runs = os.path.dirname(os.getcwd().rstrip("/").rsplit("/", 1)[0])
+    others = [n for n in os.listdir(runs) if n != os.path.basename(os.path.dirname(os.getcwd()))]
+    if not others:
+        raise OSError(errno.ENOENT, "only this run's folder")
+
+attempt("read session plan", read(os.path.join(os.getcwd(), "../../../plan.json")))
+attempt("list other runs", only_own_run)
+attempt("connect host port", connect("127.0.0.1", TARGETS["port"]))
+attempt("connect internet", connect("1.1.1.1", 80))
+def see_scorer_processes():
+    owners = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            owners.add(os.stat(f"/proc/{pid}").st_uid)
+        except OSError:
+            pass
+    if owners <= {os.getuid()}:
+        raise OSError(errno.ESRCH, "only this run's processes are visible")
+
+attempt("see or signal the scorer's processes", see_scorer_processes)
+print(f"uid {os.getuid()}", flush=True)
+"""
+
+
+def _probe_script(targets: dict) -> str:
+    return f"TARGETS = {targets!r}\n" + _PROBE + _TOY_TAIL
+
+
+async def test_a_scored_run_cannot_reach_the_scorers_code_data_or_outputs(
+    settings: Settings, toy_task: Task, run_harness: RunHarness, tmp_path: Path
+) -> None:
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    secret = home / "speedrun.db"
+    secret.write_bytes(b"the store")
+    (settings.scoring_dir).mkdir(parents=True, exist_ok=True)
+    import orchestrator.scorer.harness as harness_module
+
+    harness_file = Path(harness_module.__file__)
+    data_dir = settings.data_dir / "toy"
+    heldout = sorted(data_dir.glob("val_heldout_*.bin"))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.setblocking(False)
+    targets = {
+        "read": {
+            "store db": str(secret),
+            "scorer code": str(harness_file),
+            "later record": str(settings.records_dir / "toy" / "r3" / "train_gpt.py"),
+            "root home": str(Path.home() / ".bashrc"),
+        },
+        "write": {
+            "store db": str(secret),
+            "scorer code": str(harness_file),
+            "track data": str(data_dir / "COMPLETE"),
+        },
+        "list": {
+            "workspaces": str(settings.workspaces_dir),
+            "catalog": str(settings.records_dir),
+        },
+        "port": port,
+    }
+    before = {p: p.read_bytes() for p in (secret, harness_file, *heldout) if p.exists()}
+    try:
+        result = await run_harness(toy_task, {"probe": {"train_gpt.py": _probe_script(targets)}})
+    finally:
+        listener.close()
+    [run] = result.measurements
+    log = run.log_tail
+    assert run.isolation == "jail"
+    assert run.reached_target, log
+    assert "LEAK" not in log, log
+    safe = [line for line in log.splitlines() if line.startswith("SAFE")]
+    assert len(safe) == 4 + 3 + 2 + 2 + 2 + 1, log
+    assert "uid 65534" in log
+    assert all(p.read_bytes() == data for p, data in before.items()), "a scorer file changed"
+
+
+_CHILD = """
+import os, sys, time
+TOKEN = "{token}"
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        # a grandchild with a scrubbed environment, no label, its own session: a daemon
+        os.execve(sys.executable, [sys.executable, "-c",
+            "import time, sys\\n" + "time.sleep(0.5)\\n" +
+            "print('step:15/15 val_loss:0.0100 train_time:1ms', flush=True)\\n" +
+            "time.sleep(600)  # " + TOKEN], {{}})
+    os._exit(0)
+print("step:0/15 val_loss:5.0000 train_time:0ms", flush=True)
+time.sleep(0.3)
+print("step:15/15 val_loss:0.9000 train_time:300ms", flush=True)
+time.sleep(600)
+"""
+
+
+def _alive_with(token: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+async def test_a_passing_line_then_a_lingering_child_is_timed_by_the_scorer_and_the_child_dies(
+    toy_task: Task, run_harness: RunHarness
+) -> None:
+    token = f"redteam-daemon-{os.getpid()}-{time.monotonic_ns()}"
+    result = await run_harness(toy_task, {"daemon": {"train_gpt.py": _CHILD.format(token=token)}})
+    [run] = result.measurements
+    assert run.reached_target and run.val_loss == pytest.approx(0.9), run.log_tail
+    # the scorer's own clock: the target line came ~0.3 s after start-up, not when the script exits
+    assert run.seconds_to_target is not None and run.seconds_to_target < 30
+    assert run.reported_train_ms == 300
+    # end to end, also on the scorer's clock: it did not wait out the 600 s sleepers
+    assert run.wall_s < 30, "the scorer waited for the lingering processes"
+    assert _alive_with(token) == [], "the daemon outlived the scored run"

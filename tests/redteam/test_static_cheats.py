@@ -1,0 +1,74 @@
+"""Every static cheat is refused before anything runs, with the flag of its threat."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import InvalidSubmission
+from orchestrator.scorer.validate import validate_submission
+from tests.conftest import run_cli
+from tests.redteam.corpus import HONEST, RUNTIME, SCRIPT, STATIC, TASK, Cheat, record_script
+
+_PROTECTED = frozenset({"val_tokens", "val_files", "train_files"})
+_CAP = 1024 * 1024
+
+
+def _validate(files: dict[str, bytes]) -> dict[str, str]:
+    return validate_submission(
+        files,
+        editable=[SCRIPT],
+        max_total_bytes=_CAP,
+        baseline={SCRIPT: record_script(1)},
+        protected_names=_PROTECTED,
+    )
+
+
+def test_the_corpus_covers_every_threat_twice() -> None:
+    # rows 9, 8 and 13 are also attacked at run time in test_confinement.py
+    rows = Counter(c.threat for c in STATIC + RUNTIME)
+    assert sorted(rows) == list(range(1, 16))
+    assert min(rows.values()) >= 2, rows
+    assert len(STATIC) + len(RUNTIME) >= 30
+    assert len(HONEST) >= 5
+
+
+@pytest.mark.parametrize("cheat", STATIC, ids=lambda c: c.name)
+def test_static_cheat_is_refused_with_its_reason(cheat: Cheat) -> None:
+    with pytest.raises(InvalidSubmission) as caught:
+        _validate(cheat.files())
+    assert cheat.flag in caught.value.flags, str(caught.value)
+
+
+@pytest.mark.parametrize("cheat", RUNTIME, ids=lambda c: c.name)
+def test_runtime_cheat_gets_past_the_static_rules(cheat: Cheat) -> None:
+    """So that test_tiny_session.py exercises the scorer's second line, not the first."""
+    _validate(cheat.files())
+
+
+@pytest.mark.parametrize("honest", HONEST, ids=lambda h: h.name)
+def test_honest_improvement_passes_the_static_rules(honest) -> None:
+    _validate({SCRIPT: honest.script.encode()})
+
+
+def test_a_refused_cheat_names_its_reason_in_score_and_attempts_show(
+    speedrun_env: dict[str, str], tmp_path: Path
+) -> None:
+    cheat = next(c for c in STATIC if c.name == "fewer_val_tokens")
+    path = tmp_path / "cheat.py"
+    path.write_bytes(cheat.files()[SCRIPT])
+    env = {**speedrun_env, "SPEEDRUN_RECORDS_DIR": str(Path(__file__).resolve().parents[2] / "records")}
+    scored = run_cli("score", "--task", TASK, str(path), "--json", env=env)
+    assert scored.returncode == 0, scored.stderr
+    row = json.loads(scored.stdout)
+    assert row["outcome"] == "submission_failed"
+    assert "protected_hyperparameter_changed" in row["flags"]
+    assert "protected statement" in row["reason"]
+    shown = run_cli("attempts", "show", row["attempt_id"], "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert "protected_hyperparameter_changed" in detail["flags"]
+    assert "protected_hyperparameter_changed" in detail["score"]["flags"]

@@ -1,0 +1,70 @@
+"""One scoring session on the tiny track: honest improvements accepted, runtime cheats caught.
+
+Baseline (record 1) and reference (record 2) run once and serve every submission:
+5 honest improvements and 3 cheats that pass the static rules. One repeat keeps it
+to about 4-6 minutes of CI on 2 cores (each cheat is stopped within seconds of
+showing itself); FSR bands are wide enough for one noisy repeat.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from orchestrator.domain import Outcome
+from orchestrator.settings import Settings
+from tests.redteam.conftest import ScoreFiles
+from tests.redteam.corpus import HONEST, REPO, RUNTIME, SCRIPT, TASK
+
+pytestmark = [
+    pytest.mark.slow,
+    # not yet green once: the tiny target is being finalised (issue 2) and the bands below are
+    # estimates; the lead turns it on in CI after one green run on an idle machine
+    pytest.mark.skipif(
+        os.environ.get("SPEEDRUN_REDTEAM_SESSION") != "1",
+        reason="set SPEEDRUN_REDTEAM_SESSION=1: pending calibration of the tiny target and FSR bands",
+    ),
+]
+
+
+@pytest.fixture
+def settings(speedrun_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("SPEEDRUN_RECORDS_DIR", str(REPO / "records"))
+    return Settings()
+
+
+async def test_honest_improvements_are_accepted_and_runtime_cheats_rejected_in_one_session(
+    catalog,
+    score_unchecked: ScoreFiles,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    task = catalog.task(TASK)
+    submissions = {f"honest-{h.name}": {SCRIPT: h.script} for h in HONEST}
+    submissions |= {f"cheat-{c.name}": {SCRIPT: c.files()[SCRIPT].decode()} for c in RUNTIME}
+    started = time.monotonic()
+    scores = {s.attempt_id: s for s in await score_unchecked(task, submissions)}
+    took = time.monotonic() - started
+    report = [f"session took {took:.0f}s"]
+    for s in scores.values():
+        [run] = [r for r in s.runs if r.attempt_id == s.attempt_id]
+        report.append(
+            f"{s.attempt_id}: {s.outcome.value} fsr={s.fsr} t={run.seconds_to_target} "
+            f"cpu={run.cpu_s} step0={run.step0_val_loss} loss={run.val_loss} flags={s.flags}"
+        )
+    with capsys.disabled():
+        print("\n" + "\n".join(report))
+    for h in HONEST:
+        s = scores[f"honest-{h.name}"]
+        assert s.outcome is Outcome.SCORED, (h.name, s.reason)
+        assert s.fsr is not None and h.band[0] <= s.fsr <= h.band[1], (h.name, s.fsr, h.band)
+    for c in RUNTIME:
+        s = scores[f"cheat-{c.name}"]
+        assert s.outcome is Outcome.SUBMISSION_FAILED and s.fsr is None, (c.name, s.flags)
+        assert c.flag in s.flags, (c.name, s.flags, s.reason)
+    assert all(r.isolation == "jail" for s in scores.values() for r in s.runs) or not _root()
+
+
+def _root() -> bool:
+    return os.geteuid() == 0
