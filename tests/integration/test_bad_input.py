@@ -143,7 +143,7 @@ INVALID_SUBMISSIONS: dict[str, tuple[dict[str, str | bytes], str]] = {
     # a folder: every problem is named, by file
     "not-utf8-and-not-editable": (
         {"train_gpt.py": b"name = '\xff\xfe'\n", "helper.py": "def loss_at(s, t):\n    return 0.0\n"},
-        "files not editable in this task: helper.py; train_gpt.py: not UTF-8 text",
+        "not editable in this task: helper.py; not_utf8_text: train_gpt.py: not UTF-8 text",
     ),
 }
 
@@ -271,7 +271,9 @@ async def test_unknown_task_is_one_clear_line(quick: dict[str, Case]) -> None:
 async def test_unknown_agent_is_one_clear_line(quick: dict[str, Case]) -> None:
     case = quick["unknown-agent"]
     assert case.result is not None
-    assert_one_error_line(case.result, 2, "unknown agent 'nobody'", "available: null, oracle")
+    assert_one_error_line(
+        case.result, 2, "unknown agent 'nobody'", "available: aide, null, oracle, tool-calling"
+    )
     assert await recorded(case.home) == [], "an unknown agent is refused before anything is recorded"
 
 
@@ -350,7 +352,7 @@ def test_submission_that_does_not_parse_is_rejected_with_the_line(quick: dict[st
     row = _check_scored(case.result, case.listed, case.extra["files"])
     _, reason = INVALID_SUBMISSIONS[name]
     assert row["outcome"] == "submission_failed"
-    assert row["flags"] == ["invalid_submission"]
+    assert "invalid_submission" in row["flags"]
     assert reason in row["reason"]
     assert row["fsr"] is None and row["reached_target"] is False
     assert row["baseline_seconds"] is None, "rejected before anything ran"
@@ -364,28 +366,23 @@ def scorer_env() -> dict[str, str]:
     return dict(FAST_SCORER)
 
 
-CRASH = """\
-print("step:0/40 val_loss:3.0000 train_time:0ms", flush=True)
-raise RuntimeError("boom: the submission crashed on purpose")
-"""
+TOY_R1 = (REPO / "tests" / "fixtures" / "records" / "toy" / "r1" / "train_gpt.py").read_text()
 
-HANG = """\
-import time
-print("loading...", flush=True)
-time.sleep(3600)
-"""
 
-FLOOD = """\
-import sys
-line = "spam " * 200 + "\\n"
-while True:
-    sys.stdout.write(line)
-"""
+def _toy_r1_with(old: str, new: str) -> str:
+    """Record 1 with one edit: misbehaviour that passes the static rules, so only running shows it."""
+    assert TOY_R1.count(old) == 1, old
+    return TOY_R1.replace(old, new)
 
-# claims a minute of training and the target loss at once, a few seconds after launch
-FAKE_TIME = """\
-print("step:40/40 val_loss:0.9000 train_time:60000ms", flush=True)
-"""
+
+_SLEEP = "    if step < NUM_STEPS:\n        time.sleep(per_step)\n"
+CRASH = _toy_r1_with(_SLEEP, '    raise RuntimeError("boom: the submission crashed on purpose")\n')
+HANG = _toy_r1_with("start = time.perf_counter()\n", 'print("loading...", flush=True)\ntime.sleep(3600)\n')
+FLOOD = _toy_r1_with("start = time.perf_counter()\n", 'while True:\n    print("spam " * 200)\n')
+# claims a minute of training at its first line, a fraction of a second after launch
+FAKE_TIME = _toy_r1_with(
+    "elapsed_ms = (time.perf_counter() - start) * 1000", "elapsed_ms = 60000.0 * (step + 1)"
+)
 
 
 def _score(speedrun: Speedrun, path: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -458,9 +455,9 @@ async def test_progress_line_claiming_more_time_than_passed_is_flagged(
 ) -> None:
     row = _score(speedrun, _write(tmp_path, "fake.py", FAKE_TIME), scorer_env)
     assert row["outcome"] == "submission_failed"
-    assert row["flags"] == ["reported_time_exceeds_wall"]
+    assert "reported_time_exceeds_wall" in row["flags"]
     assert "reported_time_exceeds_wall" in row["reason"]
     assert row["fsr"] is None and row["baseline_seconds"] > row["reference_seconds"] > 0
     run = _run_of_submission(await _stored_score(settings, row["attempt_id"]))
-    assert run["reached_target"] and run["reported_train_ms"] == 60000.0
-    assert run["seconds_to_target"] < 60, "the scorer's own clock, not the script's claim"
+    assert run["reported_train_ms"] == 60000.0 and not run["reached_target"]
+    assert run["wall_s"] < 60, "stopped by the scorer's own clock at the first false claim"

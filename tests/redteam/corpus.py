@@ -10,6 +10,7 @@ that must be accepted with an FSR inside their band.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -339,15 +340,17 @@ class Honest:
     """FSR expected for one repeat on a loaded 2-core machine (r1 ~47 s, r2 ~20 s idle)."""
 
 
-def _longer(index: int, default: str, longer: str) -> str:
-    key = f'"NANOGPT_NUM_ITERATIONS", "{default}"'
-    return edited(record_script(index), [(key, key.replace(default, longer))])
+def _longer(index: int, extra_steps: int) -> str:
+    manifest = tomllib.loads((TINY / f"r{index}" / "record.toml").read_text())
+    steps = manifest["published_steps"]
+    key = f'"NANOGPT_NUM_ITERATIONS", "{steps}"'
+    return edited(record_script(index), [(key, key.replace(str(steps), str(steps + extra_steps)))])
 
 
 HONEST = [
     Honest("record_2", record_script(2), (0.6, 1.4)),
-    Honest("record_2_trained_longer", _longer(2, "170", "190"), (0.45, 1.35)),
+    Honest("record_2_trained_longer", _longer(2, 20), (0.45, 1.35)),
     Honest("record_3_muon", record_script(3), (0.7, 1.7)),
     Honest("record_4", record_script(4), (0.8, 1.8)),
-    Honest("record_4_trained_longer", _longer(4, "100", "120"), (0.7, 1.7)),
+    Honest("record_4_trained_longer", _longer(4, 20), (0.7, 1.7)),
 ]
