@@ -21,9 +21,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from orchestrator import metrics
 from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.catalog.data import ensure_track_data
+from orchestrator.cli import report as report_cli
+from orchestrator.cli import serve as serve_cli
 from orchestrator.cli import views
 from orchestrator.domain import AttemptState
 from orchestrator.errors import (
@@ -120,7 +123,10 @@ async def orchestrator(backend: str | None = None, *, recover: bool = True) -> A
             recovered = await orch.recover()
             if recovered:
                 _progress(f"recovered {len(recovered)} interrupted attempt(s)")
-        yield orch
+        try:
+            yield orch
+        finally:
+            await metrics.export_textfile(orch.store, settings.metrics_textfile)
 
 
 async def _views(orch: Orchestrator, attempt_ids: list[str]) -> list[dict[str, Any]]:
@@ -383,12 +389,17 @@ async def cleanup(as_json: JsonFlag = False) -> None:
     """Remove processes, folders and containers that crashed attempts left behind."""
     async with orchestrator(recover=False) as orch:
         removed = await orch.backend.cleanup(await orch.live_ids())
+        metrics.leaked_resources_removed(orch.backend.name, len(removed))
     if as_json:
         views.print_json(removed)
     else:
         for item in removed:
             views.stdout.print(f"removed {item}", markup=False)
         views.stdout.print(f"{len(removed)} leftover resource(s) removed")
+
+
+app.command()(command(serve_cli.serve))
+app.command()(command(report_cli.report))
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ to OUT_DIR/results.json. Nothing here trusts the run's own sense of time.
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ from orchestrator.scorer.plan import (
 _CLOCK_SLACK_S = 0.5
 _PROGRESS_EVERY_S = 5.0
 _LOG_TAIL_BYTES = 8 * 1024
+_CURVE_POINTS = 256  # loss-curve points kept per run (halved whenever exceeded)
 
 
 def _emit(event: HarnessEvent) -> None:
@@ -77,12 +79,17 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
     target_line: list[tuple[OutputLine, ProgressLine]] = []
     last: list[ProgressLine] = []
     last_emit = [0.0]
+    curve: list[tuple[float, float]] = []
 
     def on_line(line: OutputLine) -> bool:
         progress = parse_progress_line(line.text)
         if progress is None:
             return False
         last[:] = [progress]
+        if math.isfinite(progress.val_loss):
+            curve.append((round(line.t, 3), progress.val_loss))
+        if len(curve) > _CURVE_POINTS:
+            del curve[1:-1:2]
         if line.t - last_emit[0] >= _PROGRESS_EVERY_S:
             last_emit[0] = line.t
             _emit(
@@ -152,6 +159,7 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         output_bytes=result.output_bytes,
         flags=flags,
         log_tail=result.tail,
+        curve=curve,
     )
 
 

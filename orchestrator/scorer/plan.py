@@ -84,6 +84,8 @@ class RunMeasurement(_Model):
     output_bytes: int
     flags: list[Flag] = Field(default_factory=list)
     log_tail: str = ""
+    curve: list[tuple[float, float]] = Field(default_factory=list)
+    """(scorer seconds, val_loss) of progress lines, thinned to a few hundred points: for plots."""
 
 
 class HarnessResult(_Model):
