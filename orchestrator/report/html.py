@@ -46,10 +46,14 @@ def _page(title: str, body: str) -> str:
 
 
 def _table(headers: list[str], rows: Iterable[list[str]], table_id: str) -> str:
-    head = "".join(f'<th class="{"l" if i < 3 else ""}">{escape(h)}</th>' for i, h in enumerate(headers))
+    """Cells are HTML already; the first three columns and the last are text, left-aligned."""
+
+    def cls(i: int) -> str:
+        return "l" if i < 3 or i == len(headers) - 1 else ""
+
+    head = "".join(f'<th class="{cls(i)}">{escape(h)}</th>' for i, h in enumerate(headers))
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"l" if i < 3 else ""}">{c}</td>' for i, c in enumerate(r)) + "</tr>"
-        for r in rows
+        "<tr>" + "".join(f'<td class="{cls(i)}">{c}</td>' for i, c in enumerate(r)) + "</tr>" for r in rows
     )
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
