@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_runtimes.base import Agent, AgentContext, TaskBrief, create_agent
+from orchestrator import metrics
 from orchestrator.backends.base import Backend, Sandbox, SandboxSpec
 from orchestrator.catalog.briefing import hint_files, knowledge_files, read_texts
 from orchestrator.catalog.catalog import Catalog, Task
@@ -213,6 +214,7 @@ class Orchestrator:
     async def _act(self, attempt: Attempt, task: Task) -> Attempt:
         data = self.track_data(task)
         await self.store.transition(attempt.id, AttemptState.PENDING, AttemptState.PROVISIONING)
+        metrics.attempt_provisioning(attempt)
         self._progress(f"[{attempt.id}] {attempt.agent}: starting a {self.backend.name} sandbox")
         base = task.baseline.manifest
         spec = SandboxSpec(
@@ -225,7 +227,8 @@ class Orchestrator:
             limits=self.settings.sandbox,
         )
         try:
-            sandbox = await self.backend.start_sandbox(spec)
+            with metrics.sandbox_start(self.backend.name):
+                sandbox = await self.backend.start_sandbox(spec)
         except InfrastructureError as e:
             return await self._finish(attempt.id, Outcome.INFRA_FAILED, f"sandbox did not start: {e}")
         interrupted = True
@@ -282,6 +285,7 @@ class Orchestrator:
             try:
                 await asyncio.wait_for(agent.run(ctx), self.settings.sandbox.attempt_timeout_s)
             except TimeoutError:
+                metrics.budget_overrun(attempt, "wall_time")
                 failed = Outcome.AGENT_FAILED, "attempt wall-time limit reached"
             except InfrastructureError as e:
                 failed = Outcome.INFRA_FAILED, f"{type(e).__name__}: {e}"
@@ -309,9 +313,11 @@ class Orchestrator:
     async def _finish(self, attempt_id: str, outcome: Outcome, reason: str) -> Attempt:
         self._progress(f"[{attempt_id}] {outcome.value}: {reason}")
         log.info("attempt finished", outcome=outcome.value, reason=reason)
-        return await self.store.transition(
+        finished = await self.store.transition(
             attempt_id, ACTIVE_STATES, AttemptState.FINISHED, outcome=outcome, reason=reason
         )
+        metrics.attempt_finished(finished)
+        return finished
 
     # --- score ----------------------------------------------------------------------
 
@@ -375,7 +381,8 @@ class Orchestrator:
             f"{len(valid)} submission(s)) x {settings.repeats} repeat(s)"
         )
         try:
-            scores = await run_session(self.backend, plan, list(valid), self._on_harness_event, settings)
+            with metrics.scoring_session(task.id, self.backend.name):
+                scores = await run_session(self.backend, plan, list(valid), self._on_harness_event, settings)
         except InfrastructureError as e:
             out = []
             for attempt_id in valid:
@@ -420,6 +427,7 @@ class Orchestrator:
             log.warning("score not written: attempt moved on", attempt_id=attempt_id, detail=str(e))
             return []
         await self.store.set_sandbox(attempt_id, None)
+        metrics.attempt_finished(attempt, result)
         fsr_text = "n/a" if fsr is None else f"{fsr:.3f}"
         self._progress(f"[{attempt_id}] {outcome.value}: FSR {fsr_text}" + (f" ({reason})" if reason else ""))
         return [attempt]
@@ -538,6 +546,7 @@ class Orchestrator:
             current = await self.store.get_attempt(attempt_id)
             outcome = current.outcome.value if current.outcome else "unknown"
             raise UsageError(f"attempt {attempt_id} is finished ({outcome}); nothing to cancel") from None
+        metrics.attempt_finished(finished)
         if attempt.sandbox and self._is_orphan(attempt):
             with contextlib.suppress(InfrastructureError):
                 await self.backend.reclaim(attempt.id, attempt.sandbox)
@@ -598,6 +607,7 @@ class _JournalIngest:
                     created_at=time.time(),
                 ),
             )
+        metrics.journal_page(self._attempt, page)
         if page.calls:
             self._last_call = page.calls[-1].seq
         if page.versions:

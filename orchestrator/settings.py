@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     lease_ttl_s: float = Field(default=30.0, gt=0)
     """An attempt whose owner has not renewed its lease for this long is orphaned."""
+    metrics_textfile: Path | None = None
+    """One-shot commands (run, demo, score, ...) write their Prometheus metrics here on exit,
+    atomically, for node_exporter's textfile collector. ``speedrun serve`` serves /metrics instead."""
     sandbox: SandboxLimits = SandboxLimits()
     scorer: ScorerSettings = ScorerSettings()
     llm: LlmSettings = LlmSettings()

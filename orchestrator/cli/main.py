@@ -22,11 +22,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from orchestrator import metrics
 from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.catalog.data import ensure_track_data
 from orchestrator.cli import catalog_commands, views
 from orchestrator.cli import hints as hints_cli
+from orchestrator.cli import report as report_cli
+from orchestrator.cli import serve as serve_cli
 from orchestrator.domain import AttemptState
 from orchestrator.errors import (
     InfrastructureError,
@@ -124,7 +127,10 @@ async def orchestrator(
             recovered = await orch.recover()
             if recovered:
                 _progress(f"recovered {len(recovered)} interrupted attempt(s)")
-        yield orch
+        try:
+            yield orch
+        finally:
+            await metrics.export_textfile(orch.store, settings.metrics_textfile)
 
 
 async def _views(orch: Orchestrator, attempt_ids: list[str]) -> list[dict[str, Any]]:
@@ -434,6 +440,7 @@ async def cleanup(as_json: JsonFlag = False) -> None:
     """Remove processes, folders and containers that crashed attempts left behind."""
     async with orchestrator(recover=False) as orch:
         removed = await orch.backend.cleanup(await orch.live_ids())
+        metrics.leaked_resources_removed(orch.backend.name, len(removed))
     if as_json:
         views.print_json(removed)
     else:
@@ -444,6 +451,8 @@ async def cleanup(as_json: JsonFlag = False) -> None:
 
 catalog_commands.register(tasks_app, records_app, data_app, command=command, progress=_progress)
 hints_cli.register(app, command, _settings)
+app.command()(command(serve_cli.serve))
+app.command()(command(report_cli.report))
 
 
 def main() -> None:

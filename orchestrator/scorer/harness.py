@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import sys
@@ -50,6 +51,9 @@ _JAIL_FAILED = "speedrun-jail-failed:"
 
 class JailFailed(RuntimeError):
     """The confinement could not be set up: the scorer's environment is at fault, not the run."""
+
+
+_CURVE_POINTS = 256  # loss-curve points kept per run (halved whenever exceeded)
 
 
 def _emit(event: HarnessEvent) -> None:
@@ -167,6 +171,7 @@ async def measure(
     trained_early: list[ProgressLine] = []
     if plan.jail is not None:
         argv = _jailed(argv, plan.jail, work, env)
+    curve: list[tuple[float, float]] = []
 
     def on_line(line: OutputLine) -> bool:
         if plan.jail is not None and not trajectory.lines and line.text.startswith(_JAIL_FAILED):
@@ -189,6 +194,10 @@ async def measure(
         ):
             trained_early.append(progress)
             return True
+        if math.isfinite(progress.val_loss):
+            curve.append((round(line.t, 3), progress.val_loss))
+        if len(curve) > _CURVE_POINTS:
+            del curve[1:-1:2]
         if line.t - last_emit[0] >= _PROGRESS_EVERY_S:
             last_emit[0] = line.t
             _emit(
@@ -268,6 +277,7 @@ async def measure(
         isolation="jail" if plan.jail is not None else "none",
         flags=flags,
         log_tail=result.tail + (f"\n[scorer] {trajectory.inconsistent}" if trajectory.inconsistent else ""),
+        curve=curve,
     )
 
 

@@ -141,6 +141,8 @@ class RunMeasurement(_Model):
     """``jail`` when the run was kernel-confined (orchestrator/scorer/jail.py)."""
     flags: list[Flag] = Field(default_factory=list)
     log_tail: str = ""
+    curve: list[tuple[float, float]] = Field(default_factory=list)
+    """(scorer seconds, val_loss) of progress lines, thinned to a few hundred points: for plots."""
 
 
 class HarnessResult(_Model):

@@ -1,0 +1,95 @@
+"""``speedrun serve``: the orchestrator as a long-running service.
+
+It serves /metrics and /healthz until SIGINT or SIGTERM and, given tasks and
+agents, runs that batch (every task x every agent, one scoring session per task)
+while it serves. Attempts still running when it is stopped end as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from orchestrator import service
+from orchestrator.catalog.catalog import Task
+from orchestrator.cli import views
+from orchestrator.errors import UsageError
+from orchestrator.lifecycle import Orchestrator
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` stops it and then cleans up."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of /metrics and /healthz.")] = 9464,
+    task: Annotated[list[str] | None, typer.Option(help="Task of the batch (repeatable).")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="Agent of the batch (repeatable).")] = None,
+    repeats: Annotated[int | None, typer.Option(min=1, help="Scorer repeats R.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the batch's results as JSON.")] = False,
+) -> None:
+    """Serve Prometheus metrics at /metrics; optionally run a batch of tasks x agents meanwhile."""
+    from orchestrator.cli.main import _progress, _views, orchestrator  # main imports this module
+
+    if bool(task) != bool(agent):
+        raise UsageError("a batch needs both --task and --agent (each may repeat)")
+    async with orchestrator() as orch:
+        tasks = [orch.catalog.task(t) for t in task or []]  # unknown tasks fail before serving
+        server = _Server(
+            uvicorn.Config(service.create_app(orch.store), host=host, port=port, log_level="warning")
+        )
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                await serving
+                raise UsageError(f"cannot listen on {host}:{port}")
+            await asyncio.sleep(0.05)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        _progress(f"serving metrics at http://{host}:{port}/metrics (stop with Ctrl-C or SIGTERM)")
+        batch = asyncio.create_task(_run_batch(orch, tasks, agent or [], repeats))
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({serving, batch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if batch.done() and not batch.cancelled() and batch.exception() is None:
+                if batch.result():
+                    rows = await _views(orch, batch.result())
+                    if as_json:
+                        views.print_json(rows)
+                    else:
+                        views.stdout.print(views.attempts_table(rows, title="Batch"))
+                    _progress("batch finished; still serving")
+                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            for work in (batch, stopping):
+                work.cancel()
+            server.should_exit = True
+            await serving
+            with contextlib.suppress(asyncio.CancelledError):
+                await batch  # an attempt cut short ends as cancelled; a failed batch raises here
+        _progress("stopped")
+
+
+async def _run_batch(
+    orch: Orchestrator, tasks: list[Task], agents: list[str], repeats: int | None
+) -> list[str]:
+    attempt_ids: list[str] = []
+    for task in tasks:
+        attempts = await orch.run(task, agents, repeats=repeats)
+        attempt_ids += [a.id for a in attempts]
+    return attempt_ids

@@ -1,0 +1,1 @@
+"""Results for people: the leaderboard, per-attempt timelines and plots, as a static site."""
