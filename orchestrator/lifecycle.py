@@ -299,7 +299,16 @@ class Orchestrator:
                 with contextlib.suppress(asyncio.CancelledError, InfrastructureError):
                     await poller
                 if record is not None:
-                    await self.store.put_agent_report(attempt.id, config.get("model"), record.report())
+                    report = record.report()
+                    await self.store.put_agent_report(attempt.id, config.get("model"), report)
+                    usage = report["usage"]
+                    metrics.llm_usage(
+                        attempt.task_id,
+                        str(config.get("model")),
+                        input_tokens=usage["input_tokens"],
+                        output_tokens=usage["output_tokens"],
+                        cost_dollars=usage["cost_usd"],
+                    )
             try:  # also after a failure: the agent's last calls and experiments are kept
                 page = await ingest.once()
             except InfrastructureError as e:

@@ -7,7 +7,7 @@ Leaderboard rules, per task and agent (and model, for LLM agents):
   when there are two or more, else the one attempt's own interval from the
   scorer's repeats (its submission-time interval divided by t_baseline - t_reference);
 - cost = wall time, scorer seconds spent on its submissions, and LLM dollars when
-  the agent recorded them (attempt config ``usage.cost_dollars``).
+  the agent used a model (its stored report's ``usage.cost_usd``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator.domain import Attempt, AttemptState, ExperimentRecord, Outcome, ToolCall
 from orchestrator.metrics import model_of
-from orchestrator.scorer.score import _ci95 as ci95_half_width
+from orchestrator.scorer.stats import mean_ci
 from orchestrator.store.base import Store
 
 _NOT_DECIDED = frozenset({Outcome.INFRA_FAILED, Outcome.CANCELLED})
@@ -31,6 +31,7 @@ class AttemptDetail:
     score: dict[str, Any] | None
     calls: list[ToolCall]
     experiments: list[ExperimentRecord]
+    agent_report: dict[str, Any] | None = None
 
     @property
     def model(self) -> str:
@@ -42,13 +43,9 @@ class AttemptDetail:
 
     @property
     def fsr_interval(self) -> tuple[float, float] | None:
-        """From the scorer's repeats; None with one repeat or no score."""
-        s = self.score or {}
-        half = (s.get("submission") or {}).get("ci95_seconds")
-        if self.fsr is None or half is None:
-            return None
-        gap = s["baseline_seconds"] - s["reference_seconds"]
-        return self.fsr - half / gap, self.fsr + half / gap
+        """The scorer's own interval from its paired repeats; None with one repeat or no score."""
+        interval = (self.score or {}).get("fsr_ci95")
+        return (interval[0], interval[1]) if interval else None
 
     @property
     def submission_runs(self) -> list[dict[str, Any]]:
@@ -57,8 +54,8 @@ class AttemptDetail:
 
     @property
     def llm_cost_dollars(self) -> float | None:
-        usage = self.attempt.config.get("usage") or {}
-        cost = usage.get("cost_dollars") if isinstance(usage, dict) else None
+        usage = (self.agent_report or {}).get("usage") or {}
+        cost = usage.get("cost_usd") if isinstance(usage, dict) else None
         return float(cost) if isinstance(cost, int | float) else None
 
 
@@ -92,6 +89,7 @@ async def load(store: Store, task: str | None = None) -> list[AttemptDetail]:
                 score=await store.get_score(a.id),
                 calls=await store.tool_calls(a.id),
                 experiments=await store.experiments(a.id),
+                agent_report=await store.get_agent_report(a.id),
             )
         )
     return details
@@ -134,9 +132,9 @@ def leaderboard(details: list[AttemptDetail]) -> list[LeaderRow]:
         if fsrs:
             row.fsr_mean = statistics.fmean(fsrs)
             row.fsr_best = max(fsrs)
-            half = ci95_half_width(fsrs)
-            if half is not None:
-                row.fsr_interval = (row.fsr_mean - half, row.fsr_mean + half)
+            interval = mean_ci(fsrs)
+            if interval is not None:
+                row.fsr_interval = interval
             elif len(mine) == 1:
                 row.fsr_interval = mine[0].fsr_interval
     return sorted(

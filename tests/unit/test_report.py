@@ -26,7 +26,7 @@ def detail(
         version=4,
         owner=None,
         lease_expires_at=None,
-        config={"usage": {"cost_dollars": 0.5}} if agent == "llm" else {},
+        config={},
         sandbox=None,
         created_at=100.0,
         updated_at=160.0,
@@ -38,7 +38,7 @@ def detail(
             "baseline_seconds": 10.0,
             "reference_seconds": 6.0,
             "submission_seconds": 10 - 4 * fsr,
-            "submission": {"ci95_seconds": ci95},
+            "fsr_ci95": None if ci95 is None else [fsr - ci95 / 4, fsr + ci95 / 4],
             "runs": [
                 {"label": "r0-baseline", "role": "baseline", "repeat": 0, "reason": "stopped", "wall_s": 10.0,
                  "curve": [[1.0, 3.0], [10.0, 1.0]]},
@@ -47,7 +47,8 @@ def detail(
             ],
         }  # fmt: skip
     call = ToolCall(seq=0, op="submit", request={}, status=200, duration_ms=5.0, created_at=110.0)
-    return AttemptDetail(attempt=a, score=score, calls=[call], experiments=[])
+    report = {"model": "m", "usage": {"cost_usd": 0.5}} if agent == "llm" else None
+    return AttemptDetail(attempt=a, score=score, calls=[call], experiments=[], agent_report=report)
 
 
 def test_wilson_interval() -> None:
@@ -69,7 +70,7 @@ def test_leaderboard_rates_intervals_and_cost() -> None:
     assert llm.success_rate == pytest.approx(2 / 3)
     assert llm.fsr_mean == pytest.approx(0.6) and llm.fsr_best == 0.7
     half = 12.706 * math.sqrt(0.02) / math.sqrt(2)  # t(1 df) x sd / sqrt(n)
-    assert llm.fsr_interval == pytest.approx((0.6 - half, 0.6 + half))
+    assert llm.fsr_interval == pytest.approx((0.6 - half, 0.6 + half), rel=1e-4)
     assert llm.llm_cost_dollars == pytest.approx(2.0) and llm.outcomes["infra_failed"] == 1
     # one attempt: its own interval from the scorer's repeats, 0.4 s / (10 s - 6 s)
     assert oracle.fsr_interval == pytest.approx((0.9, 1.1))
