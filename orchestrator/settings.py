@@ -84,7 +84,10 @@ class ScorerSettings(_Section):
     min_cpu_fraction: float = Field(default=0.25, gt=0, le=1)
     """A run reaching the target on less than this fraction of the reference's CPU time is implausible."""
     significance: float = Field(default=0.01, gt=0, lt=1)
-    """Mean val loss must be below the target at this p (one-sided t test), with 2+ repeats."""
+    """Mean val loss must be below the target at this p (one-sided t test)."""
+    significance_min_repeats: int = Field(default=5, ge=2)
+    """The test gates a score only from this many repeats on; below, the p-value is reported only.
+    (At p < 0.01 a t test on 2 runs needs t > 31.8: it would refuse every submission.)"""
 
 
 class ModelSpec(_Section):

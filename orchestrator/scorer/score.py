@@ -193,7 +193,7 @@ def score_submission(
     flags = sorted({f.value for m in mine for f in m.flags})
     reached = bool(mine) and all(m.reached_target for m in mine)
     pvalue = summary.val_loss_pvalue
-    if len(mine) >= 2 and (pvalue is None or pvalue >= rules.significance):
+    if len(mine) >= rules.significance_min_repeats and (pvalue is None or pvalue >= rules.significance):
         flags.append(Flag.VAL_LOSS_NOT_SIGNIFICANT.value)
     tb, tr = baseline.mean_seconds, reference.mean_seconds
     assert tb is not None and tr is not None

@@ -57,7 +57,7 @@ def _run(role: Role, repeat: int, t: float, **kw: object) -> RunMeasurement:
     return RunMeasurement.model_validate(fields)
 
 
-def _score(subs: list[RunMeasurement], repeats: int = 3):
+def _score(subs: list[RunMeasurement], repeats: int = 3, rules: ScorerSettings | None = None):
     controls = [_run(Role.BASELINE, i, 50.0 + i) for i in range(repeats)]
     controls += [_run(Role.REFERENCE, i, 20.0 + i) for i in range(repeats)]
     base, ref = check_controls(controls, 2.2)
@@ -72,7 +72,7 @@ def _score(subs: list[RunMeasurement], repeats: int = 3):
         fingerprint={},
         fingerprint_hash="h",
         target_val_loss=2.2,
-        rules=ScorerSettings(),
+        rules=rules or ScorerSettings(significance_min_repeats=3),
     )
 
 
@@ -88,6 +88,12 @@ def test_honest_runs_score_with_intervals() -> None:
 def test_losses_too_close_to_the_target_are_not_significant() -> None:
     s = _score([_run(Role.SUBMISSION, i, 30.0, val_loss=v) for i, v in enumerate([2.19, 2.2, 2.15])])
     assert s.outcome is Outcome.SUBMISSION_FAILED and "val_loss_not_significant" in s.flags
+
+
+def test_too_few_repeats_report_the_pvalue_without_gating() -> None:
+    runs = [_run(Role.SUBMISSION, i, 30.0, val_loss=v) for i, v in enumerate([2.19, 2.2, 2.15])]
+    s = _score(runs, rules=ScorerSettings(significance_min_repeats=5))
+    assert s.outcome is Outcome.SCORED and s.val_loss_pvalue is not None and s.val_loss_pvalue > 0.01
 
 
 def test_step0_far_below_untrained_means_training_before_the_clock() -> None:
