@@ -392,6 +392,9 @@ async def cleanup(as_json: JsonFlag = False) -> None:
 
 
 def main() -> None:
+    from orchestrator.cli.images import images_app
+
+    app.add_typer(images_app, name="images")
     app(prog_name="speedrun")
 
 

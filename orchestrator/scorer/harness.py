@@ -15,12 +15,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from orchestrator.runtime.process import (
     ExitReason,
+    LineWatcher,
     OutputLine,
     ProcessLimits,
+    ProcessResult,
     inherited_env,
     label_for,
     run_process_group,
@@ -43,6 +47,9 @@ _PROGRESS_EVERY_S = 5.0
 _LOG_TAIL_BYTES = 8 * 1024
 
 
+Emit = Callable[[HarnessEvent], None]
+
+
 def _emit(event: HarnessEvent) -> None:
     sys.stdout.write(event.model_dump_json(exclude_none=True) + "\n")
     sys.stdout.flush()
@@ -59,21 +66,60 @@ def _materialise(plan: ScoringPlan, run: PlannedRun, root: Path) -> Path:
     return work
 
 
-async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) -> RunMeasurement:
-    work = _materialise(plan, run, root)
+class Launcher(Protocol):
+    """Runs one planned run from ``work/code`` and watches its output lines as they arrive."""
+
+    async def __call__(
+        self,
+        run: PlannedRun,
+        work: Path,
+        env: dict[str, str],
+        limits: ProcessLimits,
+        label: str,
+        on_line: LineWatcher,
+    ) -> ProcessResult: ...
+
+
+def fresh_home(home: str) -> dict[str, str]:
+    """HOME and compile caches of one run: no cache replay across runs (THREATS.md #11)."""
+    return {
+        "HOME": home,
+        "TORCHINDUCTOR_CACHE_DIR": f"{home}/inductor",
+        "TRITON_CACHE_DIR": f"{home}/triton",
+    }
+
+
+async def launch_process(
+    run: PlannedRun,
+    work: Path,
+    env: dict[str, str],
+    limits: ProcessLimits,
+    label: str,
+    on_line: LineWatcher,
+) -> ProcessResult:
+    """The local way: a process group on this host, labelled for sweeping."""
     argv = [sys.executable if a == "{python}" else a for a in run.argv]
-    home = work / "home"
-    env = inherited_env(
-        {
-            **run.env,
-            "HOME": str(home),
-            # fresh compile caches per run: no cache replay across runs (THREATS.md #11)
-            "TORCHINDUCTOR_CACHE_DIR": str(home / "inductor"),
-            "TRITON_CACHE_DIR": str(home / "triton"),
-            "NANOGPT_SEED": str(run.seed),
-            "PYTHONUNBUFFERED": "1",
-        }
+    return await run_process_group(
+        argv,
+        cwd=work / "code",
+        env=inherited_env({**env, **fresh_home(str(work / "home"))}),
+        limits=limits,
+        label=label,
+        log_path=work / "output.log",
+        on_line=on_line,
     )
+
+
+async def measure(
+    plan: ScoringPlan,
+    run: PlannedRun,
+    index: int,
+    root: Path,
+    launch: Launcher = launch_process,
+    emit: Emit = _emit,
+) -> RunMeasurement:
+    work = _materialise(plan, run, root)
+    env = {**run.env, "NANOGPT_SEED": str(run.seed), "PYTHONUNBUFFERED": "1"}
     target_line: list[tuple[OutputLine, ProgressLine]] = []
     last: list[ProgressLine] = []
     last_emit = [0.0]
@@ -85,7 +131,7 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         last[:] = [progress]
         if line.t - last_emit[0] >= _PROGRESS_EVERY_S:
             last_emit[0] = line.t
-            _emit(
+            emit(
                 HarnessEvent(
                     event="progress",
                     label=run.label,
@@ -102,20 +148,13 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
             return True
         return False
 
-    result = await run_process_group(
-        argv,
-        cwd=work / "code",
-        env=env,
-        limits=ProcessLimits(
-            timeout_s=run.timeout_s,
-            max_output_bytes=plan.max_output_bytes,
-            memory_bytes=plan.memory_bytes,
-            tail_bytes=_LOG_TAIL_BYTES,
-        ),
-        label=label_for(plan.session_id, "score", run.label),
-        log_path=work / "output.log",
-        on_line=on_line,
+    limits = ProcessLimits(
+        timeout_s=run.timeout_s,
+        max_output_bytes=plan.max_output_bytes,
+        memory_bytes=plan.memory_bytes,
+        tail_bytes=_LOG_TAIL_BYTES,
     )
+    result = await launch(run, work, env, limits, label_for(plan.session_id, "score", run.label), on_line)
     flags: list[Flag] = []
     reached = bool(target_line)
     if not reached:
@@ -155,14 +194,22 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
     )
 
 
-async def run_plan(plan: ScoringPlan, out_dir: Path) -> HarnessResult:
-    hardware = fingerprint.collect()
+async def run_plan(
+    plan: ScoringPlan,
+    out_dir: Path,
+    *,
+    launch: Launcher = launch_process,
+    emit: Emit = _emit,
+    environment: dict[str, Any] | None = None,
+) -> HarnessResult:
+    """``environment``: facts of the software environment (e.g. image digests) for the fingerprint."""
+    hardware = {**fingerprint.collect(), **(environment or {})}
     measurements = []
     for index, run in enumerate(plan.runs):
-        _emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
-        m = await measure(plan, run, index, out_dir / "runs")
+        emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
+        m = await measure(plan, run, index, out_dir / "runs", launch, emit)
         measurements.append(m)
-        _emit(
+        emit(
             HarnessEvent(
                 event="run_finished", label=run.label, index=index, total=len(plan.runs), measurement=m
             )
