@@ -50,23 +50,13 @@ def find_labelled(label_prefix: str) -> dict[int, str]:
     return found
 
 
-_KILL_PASSES = 100
-
-
 def kill_labelled(label_prefix: str) -> list[int]:
-    """SIGKILL every process carrying a matching label; returns the pids signalled.
-
-    Sweeps again while any remain: a fork bomb refills the slots one pass frees.
-    """
+    """SIGKILL every process carrying a matching label; returns the pids signalled."""
     killed = []
-    for _ in range(_KILL_PASSES):
-        found = find_labelled(label_prefix)
-        if not found:
-            break
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+    for pid in find_labelled(label_prefix):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
     return killed
 
 
