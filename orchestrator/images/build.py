@@ -150,7 +150,9 @@ def build(target: ImageTarget, repo: Path, staging: Path, tag: str, progress: Pr
 
 
 def _target(target: ImageTarget) -> list[str]:
-    return ["--target", target.target] if target.target else []
+    """The environment group (stable or nightly torch) and the host CA bundle as a build secret."""
+    group = ["--build-arg", f"TORCH_GROUP={target.target}"] if target.target else []
+    return [*group, "--secret", "id=ca,src=/etc/ssl/certs/ca-certificates.crt"]
 
 
 def _build_env(target: ImageTarget, repo: Path, staging: Path, progress: Progress) -> str:

@@ -26,7 +26,7 @@ class ImageTarget(BaseModel):
     base: str | None = None
     env_dockerfile: str | None = None
     target: str | None = None
-    """Build stage of a multi-stage Dockerfile."""
+    """Environment group of a multi-group Dockerfile (build-arg TORCH_GROUP)."""
 
 
 class LockEntry(BaseModel):
