@@ -17,6 +17,7 @@ import pytest
 from orchestrator.backends import Backend, Sandbox, SandboxSpec, create_backend
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import ensure_track_data
+from orchestrator.errors import InfrastructureError
 from orchestrator.sandbox.client import ToolClient
 from orchestrator.scorer.plan import Flag, Role
 from orchestrator.scorer.session import build_plan
@@ -207,3 +208,20 @@ async def test_memory_hog_in_the_scorer_is_an_oom_kill_classified_as_memory_limi
     assert all(m.reached_target for m in controls)
     assert result.fingerprint["images"]["speedrun-tiny-cpu"].startswith("sha256:")
     assert not docker_support.labelled("probeoom")
+
+
+async def test_missing_image_and_daemon_down_are_infrastructure_failures(
+    settings: Settings, catalog: Catalog, toy_task: Task, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker_support.require_docker()
+    missing = settings.model_copy(
+        update={"docker": settings.docker.model_copy(update={"image_tag": "absent"})}
+    )
+    async with create_backend("docker", missing) as backend:
+        with pytest.raises(InfrastructureError, match="speedrun images build"):
+            await backend.start_sandbox(_spec(toy_task, settings, catalog, "probe4"))
+    assert not docker_support.labelled("probe4")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    async with create_backend("docker", settings) as backend:
+        with pytest.raises(InfrastructureError, match="dockerd"):
+            await backend.start_sandbox(_spec(toy_task, settings, catalog, "probe5"))
