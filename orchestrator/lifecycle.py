@@ -225,6 +225,7 @@ class Orchestrator:
             launch_env={**base.launch.env, **data.env(val_tokens=base.data.val_tokens, heldout=False)},
             target_val_loss=task.target_val_loss,
             limits=self.settings.sandbox,
+            image=base.environment.image,
         )
         try:
             with metrics.sandbox_start(self.backend.name):

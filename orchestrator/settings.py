@@ -37,6 +37,10 @@ def _default_hints_dir() -> Path:
     return checkout if checkout.is_dir() else _PACKAGE_DIR / "_bundled" / "hints"
 
 
+def _default_images_dir() -> Path:
+    return _PACKAGE_DIR.parent / "images"
+
+
 def _default_home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "speedrun"
@@ -177,6 +181,26 @@ class AgentBudget(_Section):
     max_cost_usd: float | None = Field(default=None, gt=0)
 
 
+class DockerSettings(_Section):
+    """The docker backend's hardening and resources (see orchestrator/backends/docker/)."""
+
+    user: str = "65534:65534"
+    """Sandbox and scorer processes run as this unprivileged uid:gid."""
+    pids_limit: int = Field(default=512, ge=16)
+    cpus: float | None = Field(default=None, gt=0)
+    """CPU limit of each container; default: all host CPUs."""
+    memory_headroom_bytes: int = Field(default=1024**3, ge=0)
+    """Container memory above the experiment/run limit, for the tool API server and start-up."""
+    shm_bytes: int = Field(default=1024**3, gt=0)
+    """Size of /dev/shm (a private one, never the host's IPC namespace)."""
+    tmpfs_bytes: int = Field(default=2 * 1024**3, gt=0)
+    """Size of each writable tmpfs (/tmp, HOME, experiment runs)."""
+    gpus: list[str] = []
+    """GPU device ids given to each container; empty: none. Never "all" by default."""
+    image_tag: str = "latest"
+    """Tag of locally built environment images (``<environment image>:<tag>``)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SPEEDRUN_",
@@ -194,6 +218,8 @@ class Settings(BaseSettings):
     """The team's hint packs (layout: orchestrator/catalog/hints.py)."""
     records_source_url: str = "https://raw.githubusercontent.com"
     """Base URL that serves a repository's files as <base>/<owner>/<name>/<commit>/<path>."""
+    images_dir: Path = Field(default_factory=_default_images_dir)
+    """Dockerfiles, images.toml and lock.json of the environment images."""
     data_root: Path | None = None
     """Where track data lives; default <home>/data. Shareable between homes."""
     backend: str = "local"
@@ -208,6 +234,7 @@ class Settings(BaseSettings):
     scorer: ScorerSettings = ScorerSettings()
     llm: LlmSettings = LlmSettings()
     budget: AgentBudget = AgentBudget()
+    docker: DockerSettings = DockerSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -19,6 +19,7 @@ import httpx
 
 from orchestrator.errors import SandboxLost
 from orchestrator.sandbox.api import JournalPage
+from orchestrator.sandbox.transport import async_client
 from orchestrator.scorer.plan import HarnessEvent, HarnessResult, ScoringPlan
 from orchestrator.settings import SandboxLimits
 
@@ -35,6 +36,8 @@ class SandboxSpec:
     """Record launch env plus the agent-visible data paths."""
     target_val_loss: float
     limits: SandboxLimits
+    image: str | None = None
+    """Record N's environment image (container backends run the sandbox in it)."""
 
 
 class Sandbox(abc.ABC):
@@ -56,7 +59,7 @@ class Sandbox(abc.ABC):
     async def _admin_get(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
         base, token = self._admin()
         try:
-            async with httpx.AsyncClient(base_url=base, timeout=30.0) as http:
+            async with async_client(base, timeout=30.0) as http:
                 response = await http.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
         except httpx.TransportError as e:
             raise SandboxLost(f"sandbox {self.attempt_id} unreachable: {e}") from e

@@ -149,10 +149,11 @@ async def _views(orch: Orchestrator, attempt_ids: list[str]) -> list[dict[str, A
 async def demo(
     task: Annotated[str, typer.Option(help="Task to demonstrate.")] = DEMO_TASK,
     repeats: Annotated[int, typer.Option(min=1, help="Scorer repeats R.")] = 1,
+    backend: Annotated[str, typer.Option(help="Backend: local (embedded default) or docker.")] = "local",
     as_json: JsonFlag = False,
 ) -> None:
     """The benchmark end to end on the embedded default: oracle and null agents on a tiny task."""
-    async with orchestrator("local") as orch:
+    async with orchestrator(backend) as orch:
         chosen = orch.catalog.task(task)
         _progress(
             f"demo: task {chosen.id} ({chosen.reference.manifest.summary}); agents oracle and null; "
@@ -456,6 +457,9 @@ app.command()(command(report_cli.report))
 
 
 def main() -> None:
+    from orchestrator.cli.images import images_app
+
+    app.add_typer(images_app, name="images")
     app(prog_name="speedrun")
 
 

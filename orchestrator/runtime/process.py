@@ -85,7 +85,7 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-class _Output:
+class OutputLines:
     """Splits the byte stream into lines, keeps a bounded tail and an optional log file."""
 
     def __init__(self, limits: ProcessLimits, log: IO[bytes] | None, start: float) -> None:
@@ -160,7 +160,7 @@ async def run_process_group(
     )
     assert proc.stdout is not None
     log = log_path.open("wb") if log_path is not None else None
-    output = _Output(limits, log, start)
+    output = OutputLines(limits, log, start)
     reason = ExitReason.EXITED
     peak_rss = 0
     cpu_s: float | None = None

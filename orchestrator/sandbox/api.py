@@ -49,6 +49,8 @@ class SandboxConfig(_Wire):
     admin_token: str
     host: str = "127.0.0.1"
     port: int = 0
+    uds: Path | None = None
+    """Listen on this Unix socket instead of TCP (container sandboxes have no network)."""
 
 
 class FileEntry(_Wire):

@@ -28,6 +28,7 @@ from orchestrator.sandbox.api import (
     WriteFile,
     WriteResult,
 )
+from orchestrator.sandbox.transport import async_client
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,8 +54,8 @@ def _file_url(path: str) -> str:
 
 class ToolClient:
     def __init__(self, base_url: str, token: str, *, timeout_s: float = 60.0) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
+        self._http = async_client(
+            base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout_s, connect=10.0),
         )

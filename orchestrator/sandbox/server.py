@@ -278,17 +278,31 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _bind_unix(path: Path) -> socket.socket:
+    """Bind beside the final name, then rename: the socket appears only once it listens."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(tmp))
+    tmp.chmod(0o666)  # the orchestrator on the host may run as another user than the sandbox
+    sock.listen(128)
+    sock.setblocking(False)
+    tmp.replace(path)
+    return sock
+
+
 async def serve(config: SandboxConfig) -> None:
     app = create_app(config)
-    sock = _bind(config.host, config.port)
+    sock = _bind_unix(config.uds) if config.uds is not None else _bind(config.host, config.port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     port_file = config.state_dir / "port"
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
-    tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(str(sock.getsockname()[1]))
-    tmp.replace(port_file)
+    if config.uds is None:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(str(sock.getsockname()[1]))
+        tmp.replace(port_file)
     await serving
 
 

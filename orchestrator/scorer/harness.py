@@ -18,12 +18,16 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from orchestrator.runtime.process import (
     ExitReason,
+    LineWatcher,
     OutputLine,
     ProcessLimits,
+    ProcessResult,
     inherited_env,
     label_for,
     run_process_group,
@@ -54,6 +58,9 @@ class JailFailed(RuntimeError):
 
 
 _CURVE_POINTS = 256  # loss-curve points kept per run (halved whenever exceeded)
+
+
+Emit = Callable[[HarnessEvent], None]
 
 
 def _emit(event: HarnessEvent) -> None:
@@ -111,6 +118,57 @@ def _data_dirs(env: dict[str, str]) -> list[str]:
     )
 
 
+class Launcher(Protocol):
+    """Runs one planned run from ``work/code`` and watches its output lines as they arrive."""
+
+    async def __call__(
+        self,
+        run: PlannedRun,
+        work: Path,
+        env: dict[str, str],
+        limits: ProcessLimits,
+        label: str,
+        on_line: LineWatcher,
+    ) -> ProcessResult: ...
+
+
+def fresh_home(home: str) -> dict[str, str]:
+    """HOME and compile caches of one run: no cache replay across runs (THREATS.md #11)."""
+    return {
+        "HOME": home,
+        "TORCHINDUCTOR_CACHE_DIR": f"{home}/inductor",
+        "TRITON_CACHE_DIR": f"{home}/triton",
+    }
+
+
+def local_launcher(jail: JailSpec | None) -> Launcher:
+    """The local way: a process group on this host, labelled for sweeping, jailed when asked."""
+
+    async def launch(
+        run: PlannedRun,
+        work: Path,
+        env: dict[str, str],
+        limits: ProcessLimits,
+        label: str,
+        on_line: LineWatcher,
+    ) -> ProcessResult:
+        argv = [sys.executable if a == "{python}" else a for a in run.argv]
+        full_env = inherited_env({**env, **fresh_home(str(work / "home"))})
+        if jail is not None:
+            argv = _jailed(argv, jail, work, full_env)
+        return await run_process_group(
+            argv,
+            cwd=work / "code",
+            env=full_env,
+            limits=limits,
+            label=label,
+            log_path=work / "output.log",
+            on_line=on_line,
+        )
+
+    return launch
+
+
 class _Trajectory:
     """Progress lines as the scorer saw them, checked for the shape of real training."""
 
@@ -141,7 +199,13 @@ class _Trajectory:
 
 
 async def measure(
-    plan: ScoringPlan, run: PlannedRun, index: int, root: Path, untrained: float | None = None
+    plan: ScoringPlan,
+    run: PlannedRun,
+    index: int,
+    root: Path,
+    untrained: float | None = None,
+    launch: Launcher | None = None,
+    emit: Emit = _emit,
 ) -> RunMeasurement:
     """One run, timed on this process's clock.
 
@@ -149,19 +213,8 @@ async def measure(
     breaks a plausibility rule is stopped at once: it is disqualified anyway.
     """
     work = _materialise(plan, run, root)
-    argv = [sys.executable if a == "{python}" else a for a in run.argv]
-    home = work / "home"
-    env = inherited_env(
-        {
-            **run.env,
-            "HOME": str(home),
-            # fresh compile caches per run: no cache replay across runs (THREATS.md #11)
-            "TORCHINDUCTOR_CACHE_DIR": str(home / "inductor"),
-            "TRITON_CACHE_DIR": str(home / "triton"),
-            "NANOGPT_SEED": str(run.seed),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    launch = launch or local_launcher(plan.jail)
+    env = {**run.env, "NANOGPT_SEED": str(run.seed), "PYTHONUNBUFFERED": "1"}
     target_line: list[tuple[OutputLine, ProgressLine]] = []
     last: list[ProgressLine] = []
     last_emit = [0.0]
@@ -169,8 +222,6 @@ async def measure(
     jail_error: list[str] = []
     overclaimed: list[ProgressLine] = []
     trained_early: list[ProgressLine] = []
-    if plan.jail is not None:
-        argv = _jailed(argv, plan.jail, work, env)
     curve: list[tuple[float, float]] = []
 
     def on_line(line: OutputLine) -> bool:
@@ -200,7 +251,7 @@ async def measure(
             del curve[1:-1:2]
         if line.t - last_emit[0] >= _PROGRESS_EVERY_S:
             last_emit[0] = line.t
-            _emit(
+            emit(
                 HarnessEvent(
                     event="progress",
                     label=run.label,
@@ -217,20 +268,13 @@ async def measure(
             return True
         return False
 
-    result = await run_process_group(
-        argv,
-        cwd=work / "code",
-        env=env,
-        limits=ProcessLimits(
-            timeout_s=run.timeout_s,
-            max_output_bytes=plan.max_output_bytes,
-            memory_bytes=plan.memory_bytes,
-            tail_bytes=_LOG_TAIL_BYTES,
-        ),
-        label=label_for(plan.session_id, "score", run.label),
-        log_path=work / "output.log",
-        on_line=on_line,
+    limits = ProcessLimits(
+        timeout_s=run.timeout_s,
+        max_output_bytes=plan.max_output_bytes,
+        memory_bytes=plan.memory_bytes,
+        tail_bytes=_LOG_TAIL_BYTES,
     )
+    result = await launch(run, work, env, limits, label_for(plan.session_id, "score", run.label), on_line)
     if jail_error:
         raise JailFailed(f"{run.label}: {jail_error[0]}")
     flags: list[Flag] = []
@@ -281,24 +325,35 @@ async def measure(
     )
 
 
-async def run_plan(plan: ScoringPlan, out_dir: Path) -> HarnessResult:
-    hardware = fingerprint.collect()
+async def run_plan(
+    plan: ScoringPlan,
+    out_dir: Path,
+    *,
+    launch: Launcher | None = None,
+    emit: Emit = _emit,
+    environment: dict[str, Any] | None = None,
+) -> HarnessResult:
+    """``launch``: how runs start (default: local process groups, jailed when the plan says so).
+    ``environment``: facts of the software environment (e.g. image digests) for the fingerprint.
+    """
+    hardware = {**fingerprint.collect(), **(environment or {})}
     measurements = []
     untrained: float | None = None
     for index, run in enumerate(plan.runs):
-        _emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
-        m = await measure(plan, run, index, out_dir / "runs", untrained)
+        emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
+        m = await measure(plan, run, index, out_dir / "runs", untrained, launch, emit)
         if untrained is None and run.role is Role.BASELINE and not m.flags:
             untrained = m.step0_val_loss
         # the run is dead (measure killed its group); nothing of it stays for the next one
         shutil.rmtree(out_dir / "runs" / run.label, ignore_errors=True)
         measurements.append(m)
-        _emit(
+        emit(
             HarnessEvent(
                 event="run_finished", label=run.label, index=index, total=len(plan.runs), measurement=m
             )
         )
-    if fingerprint.fingerprint_hash(fingerprint.collect()) != fingerprint.fingerprint_hash(hardware):
+    now = {**fingerprint.collect(), **(environment or {})}
+    if fingerprint.fingerprint_hash(now) != fingerprint.fingerprint_hash(hardware):
         # the hardware changed under the session (a device appeared or vanished): its times don't compare
         raise RuntimeError("hardware fingerprint changed during the scoring session")
     result = HarnessResult(fingerprint=hardware, measurements=measurements)

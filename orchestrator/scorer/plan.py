@@ -37,6 +37,8 @@ class PlannedRun(_Model):
     env: dict[str, str]
     """Launch env of the record plus the scorer's data paths (held-out validation)."""
     timeout_s: float
+    image: str | None = None
+    """The record's environment image (container backends run the run in it)."""
 
 
 class JailSpec(_Model):

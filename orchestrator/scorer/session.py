@@ -59,6 +59,7 @@ def build_plan(
             argv=m.launch.argv("{python}"),
             env={**m.launch.env, **data.env(val_tokens=m.data.val_tokens, heldout=True)},
             timeout_s=m.published_train_seconds * settings.timeout_factor + settings.startup_allowance_s,
+            image=m.environment.image,
         )
 
     runs: list[PlannedRun] = []

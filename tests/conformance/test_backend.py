@@ -1,6 +1,7 @@
 """The backend conformance suite: every backend passes the same tests.
 
-A backend joins by adding its name to BACKENDS (and a fixture that can start it).
+A backend joins by adding its name to BACKENDS and a way to list what it leaves
+behind to ``_leftovers``.
 """
 
 from __future__ import annotations
@@ -18,16 +19,25 @@ from orchestrator.catalog.data import ensure_track_data
 from orchestrator.errors import ToolBudgetExceeded
 from orchestrator.runtime import procs
 from orchestrator.sandbox.client import ToolClient
+from orchestrator.sandbox.transport import sync_client
 from orchestrator.scorer.plan import Flag, Role
 from orchestrator.scorer.session import build_plan
 from orchestrator.settings import SandboxLimits, Settings
+from tests import docker_support
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "docker"]
 
 
 @pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Backend]:
-    async with create_backend(request.param, settings) as b:
+def backend_name(request: pytest.FixtureRequest) -> str:
+    if request.param == "docker":
+        docker_support.require_docker()
+    return request.param
+
+
+@pytest.fixture
+async def backend(backend_name: str, settings: Settings) -> AsyncIterator[Backend]:
+    async with create_backend(backend_name, settings) as b:
         yield b
 
 
@@ -42,11 +52,16 @@ def _spec(task: Task, settings: Settings, catalog: Catalog, attempt_id: str, **l
         launch_env={**base.launch.env, **data.env(val_tokens=base.data.val_tokens, heldout=False)},
         target_val_loss=task.target_val_loss,
         limits=SandboxLimits(**limits),
+        image=base.environment.image,
     )
 
 
-def _labelled(prefix: str) -> dict[int, str]:
-    return procs.find_labelled(f"speedrun/{prefix}/")
+def _leftovers(backend: Backend | str, owner: str) -> list[str]:
+    """Labelled things of ``owner`` still alive: processes (local) or containers (docker)."""
+    name = backend if isinstance(backend, str) else backend.name
+    if name == "docker":
+        return docker_support.labelled(owner)
+    return [f"process {pid}" for pid in procs.find_labelled(f"speedrun/{owner}/")]
 
 
 async def test_sandbox_serves_only_record_n_through_the_tool_api(
@@ -61,12 +76,12 @@ async def test_sandbox_serves_only_record_n_through_the_tool_api(
             assert {f.path for f in listing.files if f.editable} == {"train_gpt.py"}
             baseline_text = toy_task.baseline.read_files()["train_gpt.py"].decode()
             assert await tools.read_file("train_gpt.py") == baseline_text
-        assert _labelled("conf1"), "the sandbox's processes carry the attempt label"
+        assert _leftovers(backend, "conf1"), "the sandbox's processes carry the attempt label"
     finally:
         await backend.stop_sandbox(sandbox, interrupted=False)
-    assert not _labelled("conf1"), "stop_sandbox leaves no process behind"
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"{sandbox.tool_url}/healthz", timeout=2)
+    assert not _leftovers(backend, "conf1"), "stop_sandbox leaves nothing behind"
+    with pytest.raises(httpx.TransportError), sync_client(sandbox.tool_url, timeout=2) as http:
+        http.get("/healthz")
 
 
 async def test_experiment_runs_inside_the_sandbox_with_budget(
@@ -90,18 +105,19 @@ async def test_experiment_runs_inside_the_sandbox_with_budget(
 
 
 async def test_reclaim_by_a_fresh_backend_removes_everything(
-    settings: Settings, catalog: Catalog, toy_task: Task
+    backend_name: str, settings: Settings, catalog: Catalog, toy_task: Task
 ) -> None:
-    first = create_backend("local", settings)
-    sandbox = await first.start_sandbox(_spec(toy_task, settings, catalog, "conf3"))
+    async with create_backend(backend_name, settings) as first:
+        sandbox = await first.start_sandbox(_spec(toy_task, settings, catalog, "conf3"))
     handle = json.loads(json.dumps(sandbox.handle))  # as stored, then read back by a successor
-    successor = create_backend("local", settings)
-    await successor.reclaim("conf3", handle)
+    async with create_backend(backend_name, settings) as successor:
+        await successor.reclaim("conf3", handle)
     deadline = time.monotonic() + 5
-    while _labelled("conf3") and time.monotonic() < deadline:
+    while _leftovers(backend_name, "conf3") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _labelled("conf3")
+    assert not _leftovers(backend_name, "conf3")
     assert not (settings.workspaces_dir / "conf3").exists()
+    assert not (settings.home / "docker" / "conf3").exists()
 
 
 async def test_cleanup_removes_leftovers_but_keeps_live_attempts(
@@ -113,7 +129,7 @@ async def test_cleanup_removes_leftovers_but_keeps_live_attempts(
         removed = await backend.cleanup(keep={"conflive"})
         assert any("confleak" in item for item in removed)
         assert not any("conflive" in item for item in removed)
-        assert _labelled("conflive") and not _labelled("confleak")
+        assert _leftovers(backend, "conflive") and not _leftovers(backend, "confleak")
     finally:
         await backend.stop_sandbox(live, interrupted=False)
         await backend.stop_sandbox(leaked, interrupted=True)
@@ -129,7 +145,7 @@ async def test_cleanup_leaves_other_instances_alone(
         async with create_backend(backend.name, other_settings) as other:
             removed = await other.cleanup(keep=set())
         assert not any("confmine" in item for item in removed)
-        assert _labelled("confmine")
+        assert _leftovers(backend, "confmine")
     finally:
         await backend.stop_sandbox(sandbox, interrupted=False)
 
@@ -160,7 +176,7 @@ async def test_scorer_times_runs_from_pristine_files(
     assert by_role[Role.SUBMISSION].step == toy_task.reference.manifest.published_steps
     assert result.fingerprint["cpu_count"] >= 1
     assert {e.event for e in events} >= {"run_started", "run_finished"}
-    assert not _labelled("confscore")
+    assert not _leftovers(backend, "confscore")
 
 
 async def test_scorer_kills_a_hanging_run_and_its_children(
@@ -186,4 +202,4 @@ async def test_scorer_kills_a_hanging_run_and_its_children(
     [sub] = [m for m in result.measurements if m.role is Role.SUBMISSION]
     assert Flag.TIMED_OUT in sub.flags and not sub.reached_target
     assert sub.wall_s < plan.runs[1].timeout_s + 5
-    assert not _labelled("confhang"), "the setsid'd grandchild was killed by its label"
+    assert not _leftovers(backend, "confhang"), "the setsid'd grandchild was killed with its run"

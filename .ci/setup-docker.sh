@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Docker for CI (idempotent): the engine from Debian, a running dockerd, and the
+# registry-free base image (a debootstrapped Debian root) the tiny-track image builds on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq docker.io debootstrap >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null || { tail -20 /var/log/dockerd.log; exit 1; }
+fi
+
+images/base/build.sh

@@ -1,0 +1,5 @@
+"""The docker backend: hardened sandbox and scorer containers on one Docker engine."""
+
+from orchestrator.backends.docker.backend import DockerBackend
+
+__all__ = ["DockerBackend"]

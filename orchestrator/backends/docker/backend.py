@@ -1,0 +1,277 @@
+"""The docker backend: one hardened container per sandbox, one per scorer run.
+
+Sandbox: record N's files in a per-attempt host folder bind-mounted as the
+workspace; the tool API server runs inside with no network at all and listens on
+a Unix socket in a second bind-mounted folder, which is how the agent runtime
+reaches it. Experiments run inside the same container, under its limits.
+
+Scorer: the trusted harness runs here, outside every container; each planned run
+gets a fresh container from the pristine image (see runs.py), so the clock and
+the kill switch stay out of the submission's reach.
+
+Every container carries the project label and its owner's id (attempt or scoring
+session), so ``reclaim`` and ``cleanup`` find whatever a crash left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import time
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec
+from orchestrator.backends.docker import engine, hardening
+from orchestrator.backends.docker.runs import ContainerLauncher
+from orchestrator.errors import BackendError, ScorerError
+from orchestrator.log import get_logger
+from orchestrator.sandbox.api import SandboxConfig
+from orchestrator.sandbox.transport import async_client, unix_url
+from orchestrator.scorer.harness import run_plan
+from orchestrator.scorer.plan import HarnessResult, ScoringPlan
+from orchestrator.settings import Settings
+
+log = get_logger(__name__)
+
+_START_TIMEOUT_S = 60.0
+_IO = "/sandbox/io"
+_WORKSPACE = "/sandbox/workspace"
+_STATE = "/sandbox/state"
+_SERVER_HEADROOM_BYTES = 512 * 1024**2
+
+
+class DockerSandbox(Sandbox):
+    def __init__(
+        self, attempt_id: str, container_id: str, root: Path, image_id: str, admin: str, agent: str
+    ) -> None:
+        self.attempt_id = attempt_id
+        self.container_id = container_id
+        self.root = root
+        self.image_id = image_id
+        self.tool_url = unix_url(str(root / "io" / "tool.sock"))
+        self.agent_token = agent
+        self._admin_token = admin
+
+    @property
+    def handle(self) -> dict[str, Any]:
+        return {
+            "container": self.container_id,
+            "root": str(self.root),
+            "image": self.image_id,
+            "url": self.tool_url,
+        }
+
+    def _admin(self) -> tuple[str, str]:
+        return self.tool_url, self._admin_token
+
+
+class DockerBackend(Backend):
+    name: ClassVar[str] = "docker"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._docker = settings.docker
+        self._roots = settings.home / "docker"
+        self._client: Any = None
+
+    async def _engine(self) -> Any:
+        if self._client is None:
+            self._client = await asyncio.to_thread(engine.connect)
+        return self._client
+
+    async def _image(self, name: str | None) -> str:
+        if not name:
+            raise BackendError("the record names no environment image; the docker backend needs one")
+        client = await self._engine()
+        return await asyncio.to_thread(engine.resolve_image, client, name, self._docker.image_tag)
+
+    # --- sandbox ------------------------------------------------------------------------
+
+    async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        client = await self._engine()
+        image_id = await self._image(spec.image)
+        root = self._roots / spec.attempt_id
+        agent_token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        try:
+            await asyncio.to_thread(self._prepare_root, root, spec, agent_token, admin_token)
+        except OSError as e:
+            raise BackendError(f"cannot prepare sandbox folder {root}: {e}") from e
+        env = {"HOME": "/tmp", "PATH": hardening.IMAGE_PATH, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+        args = hardening.container_args(
+            self._docker,
+            memory_bytes=spec.limits.memory_bytes + _SERVER_HEADROOM_BYTES,
+            labels=engine.labels(spec.attempt_id, "sandbox", self._settings.instance_id),
+            tmpfs={
+                "/tmp": hardening.tmpfs_options(self._docker),
+                _STATE: hardening.tmpfs_options(self._docker, private=True),
+            },
+        )
+        mounts = [
+            hardening.bind(root / "io", _IO, read_only=False),
+            hardening.bind(root / "workspace", _WORKSPACE, read_only=False),
+            *hardening.data_mounts(spec.launch_env, self._settings.data_dir),
+        ]
+
+        def create_and_start() -> Any:
+            with engine.translated(f"starting the sandbox container of {spec.attempt_id}"):
+                container = client.containers.create(
+                    image_id,
+                    [hardening.IMAGE_PYTHON, "-m", "orchestrator.sandbox.server", f"{_IO}/config.json"],
+                    environment=env,
+                    mounts=mounts,
+                    name=f"speedrun-sandbox-{spec.attempt_id}",
+                    **args,
+                )
+                container.start()
+                return container
+
+        container = await asyncio.to_thread(create_and_start)
+        sandbox = DockerSandbox(spec.attempt_id, container.id, root, image_id, admin_token, agent_token)
+        try:
+            await self._wait_ready(container, sandbox)
+        except BackendError:
+            await self.stop_sandbox(sandbox, interrupted=True)
+            raise
+        log.info("sandbox container started", container=container.short_id, image=image_id)
+        return sandbox
+
+    def _prepare_root(self, root: Path, spec: SandboxSpec, agent_token: str, admin_token: str) -> None:
+        if root.exists():
+            shutil.rmtree(root)
+        io, workspace = root / "io", root / "workspace"
+        for folder in (root, io, workspace):
+            folder.mkdir(parents=True)
+        # The container user (uid 65534) owns nothing on the host: it gets world-writable
+        # folders inside our private home instead of a chown that would need root.
+        for rel, data in spec.files.items():
+            target = workspace / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            target.chmod(0o666)
+        for folder in (io, workspace, *(p for p in workspace.rglob("*") if p.is_dir())):
+            folder.chmod(0o777)
+        config = SandboxConfig(
+            attempt_id=spec.attempt_id,
+            workspace=Path(_WORKSPACE),
+            state_dir=Path(_STATE),
+            editable=spec.editable,
+            launch_argv=[hardening.IMAGE_PYTHON if a == "{python}" else a for a in spec.launch_argv],
+            launch_env={
+                **spec.launch_env,
+                "PATH": hardening.IMAGE_PATH,
+                "LANG": "C.UTF-8",
+                "PYTHONUNBUFFERED": "1",
+            },
+            target_val_loss=spec.target_val_loss,
+            limits=spec.limits,
+            agent_token=agent_token,
+            admin_token=admin_token,
+            uds=Path(_IO) / "tool.sock",
+        )
+        config_path = io / "config.json"
+        config_path.write_text(config.model_dump_json())
+        config_path.chmod(0o644)
+
+    async def _wait_ready(self, container: Any, sandbox: DockerSandbox) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        socket = sandbox.root / "io" / "tool.sock"
+        async with async_client(sandbox.tool_url, timeout=5.0) as http:
+            while time.monotonic() < deadline:
+                if socket.exists():
+                    try:
+                        (await http.get("/healthz")).raise_for_status()
+                        return
+                    except httpx.HTTPError:
+                        pass
+                else:
+                    await asyncio.to_thread(container.reload)
+                    if container.status not in ("created", "running"):
+                        logs = await asyncio.to_thread(container.logs, tail=40)
+                        raise BackendError(
+                            f"sandbox container exited before its tool API answered: "
+                            f"{logs.decode(errors='replace')[-2000:]}"
+                        )
+                await asyncio.sleep(0.02)
+        raise BackendError(f"sandbox tool API did not answer within {_START_TIMEOUT_S:.0f}s")
+
+    async def stop_sandbox(self, sandbox: Sandbox, *, interrupted: bool) -> None:
+        assert isinstance(sandbox, DockerSandbox)
+        await self.reclaim(sandbox.attempt_id, sandbox.handle)
+
+    async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
+        owners = {attempt_id}
+        if "scoring_session" in handle:
+            owners.add(handle["scoring_session"])
+        await self._remove_owned(lambda owner: owner in owners)
+        for owner in owners:
+            await self._remove_root(self._roots / owner)
+
+    async def _remove_owned(self, doomed: Any) -> list[str]:
+        client = await self._engine()
+
+        def sweep() -> list[str]:
+            removed = []
+            with engine.translated("removing labelled resources"):
+                for kind, resources in engine.labelled(client, self._settings.instance_id).items():
+                    for resource in resources:
+                        owner = engine.owner_of(resource)
+                        if owner is not None and doomed(owner):
+                            engine.remove(resource)
+                            removed.append(f"{kind} {resource.name} (owner {owner})")
+            return removed
+
+        return await asyncio.to_thread(sweep)
+
+    async def _remove_root(self, root: Path) -> None:
+        try:
+            if root.exists():
+                await asyncio.to_thread(shutil.rmtree, root)
+        except OSError as e:
+            raise BackendError(f"cannot remove sandbox folder {root}: {e}") from e
+
+    # --- scorer -------------------------------------------------------------------------
+
+    async def run_scorer(self, plan: ScoringPlan, on_event: EventSink) -> HarnessResult:
+        client = await self._engine()
+        images = {name: await self._image(name) for name in {r.image for r in plan.runs}}
+        root = self._roots / plan.session_id
+        root.mkdir(parents=True, exist_ok=True)
+        launcher = ContainerLauncher(
+            client, self._docker, images, plan.session_id, self._settings.data_dir, self._settings.instance_id
+        )
+        try:
+            return await run_plan(
+                plan,
+                root,
+                launch=launcher,
+                emit=on_event,
+                environment={"backend": "docker", "images": {str(k): v for k, v in images.items()}},
+            )
+        except BackendError:
+            raise
+        except (OSError, ValueError) as e:
+            raise ScorerError(f"scorer harness failed: {type(e).__name__}: {e}") from e
+        finally:
+            await self._remove_owned(lambda owner: owner == plan.session_id)
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+    # --- leftovers ----------------------------------------------------------------------
+
+    async def cleanup(self, keep: Collection[str]) -> list[str]:
+        removed = await self._remove_owned(lambda owner: owner not in keep)
+        if self._roots.is_dir():
+            for entry in self._roots.iterdir():
+                if entry.name not in keep:
+                    await asyncio.to_thread(shutil.rmtree, entry, True)
+                    removed.append(f"folder {entry}")
+        return removed
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+            self._client = None

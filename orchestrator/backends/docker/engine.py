@@ -1,0 +1,114 @@
+"""The Docker engine seen through the docker SDK: connection, error translation, labels.
+
+The SDK is synchronous; callers run these helpers in worker threads. Every Docker
+error is translated here into our infrastructure errors (daemon down, image
+missing): never the agent's or the submission's fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import BackendError
+
+if TYPE_CHECKING:
+    import docker
+
+PROJECT = "speedrun-orchestrator"
+LABEL_PROJECT = "io.speedrun.project"
+LABEL_OWNER = "io.speedrun.owner"
+"""The attempt (sandbox) or scoring session (scorer) a resource belongs to."""
+LABEL_ROLE = "io.speedrun.role"
+LABEL_INSTANCE = "io.speedrun.instance"  # the orchestrator home: one home's cleanup spares another's
+LABEL_RUN = "io.speedrun.run"
+
+
+class ImageMissing(BackendError):
+    code = "image_missing"
+
+
+class DaemonUnavailable(BackendError):
+    code = "docker_unavailable"
+
+
+def labels(owner: str, role: str, instance: str, **extra: str) -> dict[str, str]:
+    return {LABEL_PROJECT: PROJECT, LABEL_OWNER: owner, LABEL_ROLE: role, LABEL_INSTANCE: instance, **extra}
+
+
+def connect() -> docker.DockerClient:
+    """Raises: DaemonUnavailable (SDK not installed, daemon not running or not reachable)."""
+    try:
+        import docker
+    except ImportError as e:
+        raise DaemonUnavailable(
+            "the docker backend needs the docker SDK: pip install 'speedrun-orchestrator[docker]'"
+        ) from e
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as e:
+        raise DaemonUnavailable(f"Docker daemon unreachable ({e}); is dockerd running?") from e
+    return client
+
+
+@contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Docker and connection errors raised inside become BackendError subclasses."""
+    import docker
+    import requests
+
+    try:
+        yield
+    except docker.errors.ImageNotFound as e:
+        raise ImageMissing(f"{action}: image not found ({e.explanation})") from e
+    except (requests.ConnectionError, docker.errors.DockerException) as e:
+        if isinstance(e, requests.ConnectionError) or "connection" in str(e).lower():
+            raise DaemonUnavailable(f"{action}: Docker daemon unreachable: {e}") from e
+        raise BackendError(f"{action}: {e}") from e
+
+
+def resolve_image(client: docker.DockerClient, name: str, tag: str) -> str:
+    """The local image id (content digest) of ``name:tag``.
+
+    Raises: ImageMissing with the command that builds it.
+    """
+    import docker
+
+    ref = name if ":" in name or "@" in name else f"{name}:{tag}"
+    try:
+        return str(client.images.get(ref).id)
+    except docker.errors.ImageNotFound as e:
+        raise ImageMissing(
+            f"image {ref} is not on this Docker engine; build it with `speedrun images build`"
+        ) from e
+
+
+def labelled(client: docker.DockerClient, instance: str) -> dict[str, list[Any]]:
+    """Every container, network and volume of this orchestrator instance."""
+    selector = {"label": [f"{LABEL_PROJECT}={PROJECT}", f"{LABEL_INSTANCE}={instance}"]}
+    return {
+        "container": client.containers.list(all=True, filters=selector),
+        "network": client.networks.list(filters=selector),
+        "volume": client.volumes.list(filters=selector),
+    }
+
+
+def owner_of(resource: Any) -> str | None:
+    attrs = resource.attrs
+    found = (attrs.get("Config") or {}).get("Labels") or attrs.get("Labels") or {}
+    return found.get(LABEL_OWNER)
+
+
+def remove(resource: Any) -> None:
+    """Remove a container (killed first), network or volume; already gone is fine."""
+    import docker
+
+    try:
+        if resource.__class__.__name__ == "Container":
+            resource.remove(force=True, v=True)
+        else:
+            resource.remove()
+    except docker.errors.NotFound:
+        pass

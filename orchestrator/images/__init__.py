@@ -1,0 +1,1 @@
+"""Environment images: what they are (images.toml), how they are built, which digests are locked."""

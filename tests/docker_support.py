@@ -1,0 +1,71 @@
+"""What tests need from a real Docker engine: availability, the tiny-track image, labels.
+
+Docker tests skip only where Docker is truly absent (no CLI or no daemon), with the
+reason; with SPEEDRUN_REQUIRE_DOCKER=1 (CI) absence is a failure instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+IMAGE = "speedrun-tiny-cpu"
+LABEL = "io.speedrun.owner"
+
+
+@functools.cache
+def docker_absent_reason() -> str | None:
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        return "the docker SDK is not installed (extra 'docker')"
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if info.returncode != 0:
+        return f"no Docker daemon answers: {info.stderr.strip()[:200]}"
+    return None
+
+
+@functools.cache
+def tiny_image_ready() -> None:
+    """Build (or refresh: only the orchestrator layer changes) the tiny-track image once per session."""
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.main", "images", "build", IMAGE],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=1200,
+    )
+    assert result.returncode == 0, f"images build failed: {result.stderr[-3000:]}"
+
+
+def require_docker() -> None:
+    reason = docker_absent_reason()
+    if reason is not None:
+        if os.environ.get("SPEEDRUN_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"Docker is required here (SPEEDRUN_REQUIRE_DOCKER=1) but {reason}")
+        pytest.skip(f"Docker tests need a Docker engine: {reason}")
+    tiny_image_ready()
+
+
+def labelled(owner: str) -> list[str]:
+    """Names of every container, network and volume labelled with ``owner``."""
+    found = []
+    for kind in ("container", "network", "volume"):
+        listing = ["ls", "-a"] if kind == "container" else ["ls"]
+        out = subprocess.run(
+            ["docker", kind, *listing, "-q", "--filter", f"label={LABEL}={owner}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        found += [f"{kind} {name}" for name in out.split()]
+    return found

@@ -1,0 +1,227 @@
+"""Must-show 2: escape probes from inside a docker sandbox, and OOM classification.
+
+Each probe is agent code run the only way an agent can: written through the tool
+API and run as an experiment inside the sandbox container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from orchestrator.backends import Backend, Sandbox, SandboxSpec, create_backend
+from orchestrator.catalog.catalog import Catalog, Task
+from orchestrator.catalog.data import ensure_track_data
+from orchestrator.errors import InfrastructureError
+from orchestrator.sandbox.client import ToolClient
+from orchestrator.scorer.plan import Flag, Role
+from orchestrator.scorer.session import build_plan
+from orchestrator.settings import SandboxLimits, Settings
+from tests import docker_support
+
+pytestmark = pytest.mark.docker
+
+PROBE = r"""
+import json, os, socket
+
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+
+def tcp(host, port):
+    def go():
+        with socket.create_connection((host, port), timeout=3):
+            pass
+    return go
+
+def write(path):
+    def go():
+        with open(path, "w") as f:
+            f.write("escaped")
+    return go
+
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+pids_max = next((open(p).read().strip() for p in ("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max")
+                 if os.path.exists(p)), None)
+results = {
+    "uid": os.getuid(),
+    "cap_eff": status["CapEff"].strip(),
+    "cap_bnd": status["CapBnd"].strip(),
+    "no_new_privs": status.get("NoNewPrivs", "").strip(),
+    "pids_max": pids_max,
+    "interfaces": sorted(os.listdir("/sys/class/net")),
+    "dns": attempt(lambda: socket.getaddrinfo("pypi.org", 443)),
+    "docker_socket": [p for p in ("/var/run/docker.sock", "/run/docker.sock") if os.path.exists(p)],
+    "writes": {p: attempt(write(p)) for p in ("/etc/escaped", "/usr/local/escaped", "/escaped",
+                                              "/sandbox/escaped", "/opt/speedrun/orchestrator/escaped",
+                                              DATA_FILE)},
+    "tcp": {f"{h}:{p}": attempt(tcp(h, p)) for h, p in TARGETS},
+}
+print("PROBE " + json.dumps(results), flush=True)
+"""
+
+FORK_BOMB = """
+import os, time
+print("forking", flush=True)
+while True:
+    try:
+        os.fork()
+    except OSError:
+        time.sleep(0.01)
+"""
+
+GRADUAL_HOG = """
+import time
+hog = []
+while True:
+    hog.append(bytearray(20 * 1024 * 1024))
+    time.sleep(0.05)
+"""
+
+FAST_HOG = """
+print("step:0/10 val_loss:3.0 train_time:0ms", flush=True)
+hog = []
+while True:
+    hog.append(bytearray(64 * 1024 * 1024))
+"""
+
+
+@pytest.fixture
+async def docker_backend(settings: Settings) -> AsyncIterator[Backend]:
+    docker_support.require_docker()
+    async with create_backend("docker", settings) as backend:
+        yield backend
+
+
+def _spec(task: Task, settings: Settings, catalog: Catalog, attempt_id: str, **limits: float) -> SandboxSpec:
+    data = ensure_track_data(catalog.track(task.track), settings.data_dir)
+    base = task.baseline.manifest
+    return SandboxSpec(
+        attempt_id=attempt_id,
+        files=task.baseline.read_files(),
+        editable=task.editable,
+        launch_argv=base.launch.argv("{python}"),
+        launch_env={**base.launch.env, **data.env(val_tokens=base.data.val_tokens, heldout=False)},
+        target_val_loss=task.target_val_loss,
+        limits=SandboxLimits(**limits),
+        image=base.environment.image,
+    )
+
+
+async def _run(sandbox: Sandbox, script: str, timeout_s: float = 60):
+    async with ToolClient(sandbox.tool_url, sandbox.agent_token) as tools:
+        await tools.write_file("train_gpt.py", script)
+        return await tools.run_experiment(timeout_s=timeout_s)
+
+
+def _outside_targets() -> list[tuple[str, int]]:
+    """Addresses the host itself reaches: public resolvers, the package registries and their
+    proxy (resolved here, on the host), and the Docker bridge gateway (the host)."""
+    targets = [("1.1.1.1", 443), ("8.8.8.8", 53), ("172.17.0.1", 2375)]
+    for host in ("pypi.org", "deb.debian.org"):
+        with contextlib.suppress(OSError):
+            targets.append((socket.gethostbyname(host), 443 if host == "pypi.org" else 80))
+    return targets
+
+
+async def test_escape_probes_all_fail(
+    docker_backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    data = ensure_track_data(catalog.track(toy_task.track), settings.data_dir)
+    data_file = sorted(glob.glob(data.train_glob))[0]
+    script = f"TARGETS = {_outside_targets()!r}\nDATA_FILE = {data_file!r}\n" + PROBE
+    sandbox = await docker_backend.start_sandbox(_spec(toy_task, settings, catalog, "probe1"))
+    try:
+        result = await _run(sandbox, script)
+    finally:
+        await docker_backend.stop_sandbox(sandbox, interrupted=False)
+    line = next(x for x in result.log_tail.splitlines() if x.startswith("PROBE "))
+    probe = json.loads(line.removeprefix("PROBE "))
+    print(json.dumps(probe, indent=1))
+    assert probe["uid"] == 65534
+    assert int(probe["cap_eff"], 16) == 0 and int(probe["cap_bnd"], 16) == 0, "capabilities are empty"
+    assert probe["no_new_privs"] == "1"
+    assert probe["pids_max"] == str(settings.docker.pids_limit)
+    assert probe["interfaces"] == ["lo"], "no network interface but loopback"
+    assert probe["dns"] != "ok", "DNS resolves nothing"
+    for target, outcome in probe["tcp"].items():
+        assert outcome != "ok", f"outbound TCP to {target} must fail"
+    assert not probe["docker_socket"], "the host's Docker socket is absent"
+    for path, outcome in probe["writes"].items():
+        assert outcome != "ok", f"writing {path} must fail"
+    assert len(probe["tcp"]) >= 3
+
+
+async def test_fork_bomb_is_contained_by_the_pids_limit(
+    docker_backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    sandbox = await docker_backend.start_sandbox(_spec(toy_task, settings, catalog, "probe2"))
+    try:
+        bomb = await _run(sandbox, FORK_BOMB, timeout_s=8)
+        assert bomb.status == "finished" and bomb.reason == "timed_out", bomb
+        # contained: the host and the sandbox's tool API still answer
+        async with ToolClient(sandbox.tool_url, sandbox.agent_token) as tools:
+            assert (await tools.list_files()).files
+    finally:
+        await docker_backend.stop_sandbox(sandbox, interrupted=False)
+    assert not docker_support.labelled("probe2")
+
+
+async def test_memory_hog_in_an_experiment_ends_as_memory_limit(
+    docker_backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    spec = _spec(toy_task, settings, catalog, "probe3", memory_bytes=256 * 1024**2)
+    sandbox = await docker_backend.start_sandbox(spec)
+    try:
+        hog = await _run(sandbox, GRADUAL_HOG, timeout_s=60)
+    finally:
+        await docker_backend.stop_sandbox(sandbox, interrupted=False)
+    assert hog.reason == "memory_limit", hog
+
+
+async def test_memory_hog_in_the_scorer_is_an_oom_kill_classified_as_memory_limit(
+    docker_backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    data = ensure_track_data(catalog.track(toy_task.track), settings.data_dir)
+    scorer = settings.scorer.model_copy(update={"memory_bytes": 1024**3})
+    plan = build_plan(
+        session_id="probeoom",
+        task=toy_task,
+        data=data,
+        submissions={"subM": {"train_gpt.py": FAST_HOG}},
+        settings=scorer,
+        seeds=[3],
+    )
+    result = await docker_backend.run_scorer(plan, lambda _e: None)
+    [sub] = [m for m in result.measurements if m.role is Role.SUBMISSION]
+    assert Flag.MEMORY_LIMIT in sub.flags and not sub.reached_target, sub
+    # the controls ran in the same memory and were fine: the OOM is the submission's
+    controls = [m for m in result.measurements if m.role is not Role.SUBMISSION]
+    assert all(m.reached_target for m in controls)
+    assert result.fingerprint["images"]["speedrun-tiny-cpu"].startswith("sha256:")
+    assert not docker_support.labelled("probeoom")
+
+
+async def test_missing_image_and_daemon_down_are_infrastructure_failures(
+    settings: Settings, catalog: Catalog, toy_task: Task, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker_support.require_docker()
+    missing = settings.model_copy(
+        update={"docker": settings.docker.model_copy(update={"image_tag": "absent"})}
+    )
+    async with create_backend("docker", missing) as backend:
+        with pytest.raises(InfrastructureError, match="speedrun images build"):
+            await backend.start_sandbox(_spec(toy_task, settings, catalog, "probe4"))
+    assert not docker_support.labelled("probe4")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    async with create_backend("docker", settings) as backend:
+        with pytest.raises(InfrastructureError, match="dockerd"):
+            await backend.start_sandbox(_spec(toy_task, settings, catalog, "probe5"))
