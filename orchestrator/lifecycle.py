@@ -184,6 +184,7 @@ class Orchestrator:
             launch_env={**base.launch.env, **data.env(val_tokens=base.data.val_tokens, heldout=False)},
             target_val_loss=task.target_val_loss,
             limits=self.settings.sandbox,
+            gpus=base.launch.gpus,
         )
         try:
             sandbox = await self.backend.start_sandbox(spec)

@@ -75,6 +75,14 @@ class ScorerSettings(_Section):
     memory_bytes: int = Field(default=8 * 1024**3, gt=0)
 
 
+class GpuSettings(_Section):
+    devices: list[int] | None = None
+    """GPU indices sandboxes and scorers may use; None: every GPU of the host
+    (CUDA_VISIBLE_DEVICES if the orchestrator has one, else nvidia-smi's); []: none."""
+    acquire_timeout_s: float = Field(default=3600.0, ge=0)
+    """How long a sandbox or scoring session waits for free GPUs before failing (infrastructure)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SPEEDRUN_",
@@ -99,6 +107,7 @@ class Settings(BaseSettings):
     """An attempt whose owner has not renewed its lease for this long is orphaned."""
     sandbox: SandboxLimits = SandboxLimits()
     scorer: ScorerSettings = ScorerSettings()
+    gpus: GpuSettings = GpuSettings()
 
     @classmethod
     def settings_customise_sources(

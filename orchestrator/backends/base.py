@@ -35,6 +35,8 @@ class SandboxSpec:
     """Record launch env plus the agent-visible data paths."""
     target_val_loss: float
     limits: SandboxLimits
+    gpus: int = 0
+    """GPUs the sandbox's experiments need (one per rank); the backend pins them."""
 
 
 class Sandbox(abc.ABC):

@@ -13,7 +13,7 @@ from orchestrator.catalog.synth import SynthSpec
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRACK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-# GPU pinning and NVLink-multicast switches belong to the backend (orchestrator/backends/gpus.py)
+# GPU pinning and the NVLink-multicast switches belong to the backend (orchestrator/backends/gpus.py)
 RESERVED_ENV = frozenset(
     {"CUDA_VISIBLE_DEVICES", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS"}
 )

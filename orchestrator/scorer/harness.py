@@ -75,6 +75,7 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         }
     )
     target_line: list[tuple[OutputLine, ProgressLine]] = []
+    first_at: list[float] = []
     last: list[ProgressLine] = []
     last_emit = [0.0]
 
@@ -83,6 +84,8 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         if progress is None:
             return False
         last[:] = [progress]
+        if not first_at:
+            first_at.append(round(line.t, 4))
         if line.t - last_emit[0] >= _PROGRESS_EVERY_S:
             last_emit[0] = line.t
             _emit(
@@ -148,6 +151,7 @@ async def measure(plan: ScoringPlan, run: PlannedRun, index: int, root: Path) ->
         reported_train_ms=seen.train_time_ms if seen else None,
         val_loss=seen.val_loss if seen else None,
         step=seen.step if seen else None,
+        first_progress_s=first_at[0] if first_at else None,
         wall_s=round(result.wall_s, 4),
         output_bytes=result.output_bytes,
         flags=flags,

@@ -48,6 +48,8 @@ class ScoringPlan(_Model):
     file_sets: dict[str, dict[str, str]]
     """Name -> (relative path -> UTF-8 text): the pristine records and each submission overlay."""
     runs: list[PlannedRun]
+    gpus: int = 0
+    """GPUs the scorer environment needs (the most any run launches ranks on)."""
 
 
 class Flag(enum.StrEnum):
@@ -80,6 +82,8 @@ class RunMeasurement(_Model):
     val_loss: float | None = None
     """Loss on the target line, else the last reported loss."""
     step: int | None = None
+    first_progress_s: float | None = None
+    """Scorer's clock: launch to the first progress line (the start-up the script does not time)."""
     wall_s: float
     output_bytes: int
     flags: list[Flag] = Field(default_factory=list)

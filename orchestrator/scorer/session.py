@@ -79,6 +79,7 @@ def build_plan(
         memory_bytes=settings.memory_bytes,
         file_sets=file_sets,
         runs=runs,
+        gpus=max(r.manifest.launch.gpus for r in (task.baseline, task.reference)),
     )
 
 

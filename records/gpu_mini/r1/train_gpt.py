@@ -33,10 +33,10 @@ class Hyperparameters:
     # data
     train_files: str = os.environ.get("NANOGPT_TRAIN_FILES", "data/gpu_mini/train_*.bin")
     val_files: str = os.environ.get("NANOGPT_VAL_FILES", "data/gpu_mini/val_000000.bin")
-    val_tokens: int = int(os.environ.get("NANOGPT_VAL_TOKENS", "32768"))
+    val_tokens: int = int(os.environ.get("NANOGPT_VAL_TOKENS", "131072"))
     seed: int = int(os.environ.get("NANOGPT_SEED", "0"))
     # optimization
-    batch_size: int = 8 if SMOKE else 128  # sequences per step, summed over ranks
+    batch_size: int = 8 if SMOKE else 512  # sequences per step, summed over ranks
     seq_len: int = 256
     num_iterations: int = int(os.environ.get("NANOGPT_NUM_ITERATIONS", "3000"))
     warmup_iters: int = 100
