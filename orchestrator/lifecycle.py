@@ -226,6 +226,7 @@ class Orchestrator:
             target_val_loss=task.target_val_loss,
             limits=self.settings.sandbox,
             image=base.environment.image,
+            gpus=base.launch.gpus,
         )
         try:
             with metrics.sandbox_start(self.backend.name):

@@ -201,6 +201,14 @@ class DockerSettings(_Section):
     """Tag of locally built environment images (``<environment image>:<tag>``)."""
 
 
+class GpuSettings(_Section):
+    devices: list[int] | None = None
+    """GPU indices sandboxes and scorers may use; None: every GPU of the host
+    (CUDA_VISIBLE_DEVICES if the orchestrator has one, else nvidia-smi's); []: none."""
+    acquire_timeout_s: float = Field(default=3600.0, ge=0)
+    """How long a sandbox or scoring session waits for free GPUs before failing (infrastructure)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SPEEDRUN_",
@@ -235,6 +243,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     budget: AgentBudget = AgentBudget()
     docker: DockerSettings = DockerSettings()
+    gpus: GpuSettings = GpuSettings()
 
     @classmethod
     def settings_customise_sources(

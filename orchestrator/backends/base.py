@@ -38,6 +38,8 @@ class SandboxSpec:
     limits: SandboxLimits
     image: str | None = None
     """Record N's environment image (container backends run the sandbox in it)."""
+    gpus: int = 0
+    """GPUs the sandbox's experiments need (one per rank); the backend pins them."""
 
 
 class Sandbox(abc.ABC):

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import httpx
 
 from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec, owner_of
+from orchestrator.backends.gpus import GpuLease, GpuPool, detect_gpus
 from orchestrator.errors import BackendError, ScorerError
 from orchestrator.log import get_logger
 from orchestrator.runtime import procs
@@ -88,8 +89,33 @@ class LocalBackend(Backend):
         self._workspaces = settings.workspaces_dir
         self._scoring = settings.scoring_dir
         self._instance = settings.instance_id
+        devices = settings.gpus.devices
+        self._gpus = GpuPool(settings.home / "gpus", detect_gpus() if devices is None else devices)
+        self._leases: dict[str, GpuLease] = {}
+
+    def _compute_env(self, lease: GpuLease, cache: Path | None) -> dict[str, str]:
+        """Pinned GPUs, and for a sandbox the compile caches its experiments share.
+
+        The scorer passes no cache here: its harness gives every run fresh caches, so no run
+        replays what the agent (or another run) compiled.
+        """
+        env = lease.env()
+        if cache is not None:
+            env |= {
+                "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+                "TRITON_CACHE_DIR": str(cache / "triton"),
+            }
+        return env
 
     async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        lease = await self._gpus.acquire(spec.gpus, spec.attempt_id, self._settings.gpus.acquire_timeout_s)
+        try:
+            return await self._start_sandbox(spec, lease)
+        except BaseException:
+            lease.release()
+            raise
+
+    async def _start_sandbox(self, spec: SandboxSpec, lease: GpuLease) -> Sandbox:
         root = self._workspaces / spec.attempt_id
         if root.exists():
             shutil.rmtree(root)
@@ -108,7 +134,9 @@ class LocalBackend(Backend):
                 state_dir=state,
                 editable=spec.editable,
                 launch_argv=_python_argv(spec.launch_argv),
-                launch_env=inherited_env({**spec.launch_env, "PYTHONUNBUFFERED": "1"}),
+                launch_env=inherited_env(
+                    {**spec.launch_env, "PYTHONUNBUFFERED": "1", **self._compute_env(lease, root / "cache")}
+                ),
                 target_val_loss=spec.target_val_loss,
                 limits=spec.limits,
                 agent_token=agent_token,
@@ -137,6 +165,7 @@ class LocalBackend(Backend):
             )
         port = await self._wait_for_port(proc, state)
         sandbox = LocalSandbox(spec.attempt_id, root, proc, port, admin_token, agent_token)
+        self._leases[spec.attempt_id] = lease
         await self._wait_healthy(sandbox)
         return sandbox
 
@@ -177,6 +206,9 @@ class LocalBackend(Backend):
         procs.kill_labelled(label_for(attempt_id) + "/")
         if "scoring_session" in handle:
             procs.kill_labelled(label_for(handle["scoring_session"]) + "/")
+        lease = self._leases.pop(attempt_id, None)
+        if lease is not None:  # only once nothing of the sandbox runs on its GPUs any more
+            lease.release()
         root = self._workspaces / attempt_id
         try:
             if root.exists():
@@ -236,8 +268,13 @@ class LocalBackend(Backend):
                 return
             on_event(event)
 
+        lease = await self._gpus.acquire(plan.gpus, plan.session_id, self._settings.gpus.acquire_timeout_s)
         env = inherited_env(
-            {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p), procs.INSTANCE_ENV: self._instance}
+            {
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+                procs.INSTANCE_ENV: self._instance,
+                **self._compute_env(lease, None),
+            }
         )
         try:
             result = await run_process_group(
@@ -255,6 +292,7 @@ class LocalBackend(Backend):
                 )
             return HarnessResult.model_validate_json(results.read_text())
         finally:
+            lease.release()  # run_process_group returns only once the whole harness tree is dead
             await asyncio.to_thread(shutil.rmtree, out_dir, True)
 
     async def cleanup(self, keep: Collection[str]) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from orchestrator.catalog import fineweb
 from orchestrator.catalog.catalog import Track
 from orchestrator.catalog.manifest import FinewebData, SyntheticData
+from orchestrator.catalog.synth import SynthSpec
 from orchestrator.errors import NotFound
 
 _DONE = "COMPLETE"
@@ -39,7 +40,7 @@ def ensure_track_data(
     """Raises: NotFound when the track's data cannot be produced here."""
     spec = track.manifest.data
     if isinstance(spec, SyntheticData):
-        return _synthetic(data_dir / track.id, progress)
+        return _synthetic(data_dir / track.id, spec.spec, progress)
     assert isinstance(spec, FinewebData)
     root = fineweb.dataset_dir(data_dir, spec)
     if not (root / fineweb.FETCHED).exists() or not (root / fineweb.AGENTS_VAL).exists():
@@ -62,10 +63,9 @@ def _layout(root: Path) -> TrackData:
     )
 
 
-def _synthetic(root: Path, progress: Callable[[str], None] | None) -> TrackData:
-    from orchestrator.catalog.synth import SynthSpec, generate_corpus
+def _synthetic(root: Path, spec: SynthSpec, progress: Callable[[str], None] | None) -> TrackData:
+    from orchestrator.catalog.synth import generate_corpus
 
-    spec = SynthSpec()
     marker = root / _DONE
     wanted = spec.model_dump_json()
     if not marker.exists() or marker.read_text() != wanted:

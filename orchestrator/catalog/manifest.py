@@ -8,10 +8,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.catalog.synth import SynthSpec
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRACK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _GITHUB_REPO = re.compile(r"^https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+# GPU pinning and the NVLink-multicast switches belong to the backend (orchestrator/backends/gpus.py)
+RESERVED_ENV = frozenset(
+    {"CUDA_VISIBLE_DEVICES", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS"}
+)
 
 
 class _Strict(BaseModel):
@@ -90,6 +96,21 @@ class LaunchSpec(_Strict):
     """torchrun --nproc_per_node."""
     script: str
     env: dict[str, str] = {}
+    device: Literal["cpu", "cuda"] = "cpu"
+    """cuda: each rank gets one GPU of its own, pinned by the backend (CUDA_VISIBLE_DEVICES)."""
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(set(v) & RESERVED_ENV)
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} may only be set by the backend")
+        return v
+
+    @property
+    def gpus(self) -> int:
+        """GPUs one launch needs."""
+        return self.nproc if self.device == "cuda" else 0
 
     @field_validator("script")
     @classmethod
@@ -178,9 +199,11 @@ class RecordManifest(_Strict):
 
 
 class SyntheticData(_Strict):
-    """The generated corpus of orchestrator.catalog.synth, with its default spec."""
+    """The generated corpus of orchestrator.catalog.synth."""
 
     kind: Literal["synthetic"]
+    spec: SynthSpec = SynthSpec()
+    """The corpus's parameters (default: the tiny track's)."""
 
 
 class FinewebData(_Strict):

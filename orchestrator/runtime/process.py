@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from orchestrator.runtime import procs
+from orchestrator.runtime.gpu_env import MULTICAST_OFF_ENV
 
 _READ_CHUNK = 64 * 1024
 _MAX_LINE = 64 * 1024  # a "line" longer than this is cut; floods without newlines stay bounded
@@ -263,8 +264,11 @@ def inherited_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A minimal environment for untrusted runs: PATH, locale and the caller's extras only.
 
     Secrets in the orchestrator's environment (API keys, kube credentials) never pass.
+    The GPUs a backend pinned (CUDA_VISIBLE_DEVICES) pass on to what the holder starts, and
+    NVLink multicast stays off everywhere (orchestrator/backends/gpus.py says why).
     """
-    keep = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "CUDA_VISIBLE_DEVICES")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(extra or {})
+    env.update(MULTICAST_OFF_ENV)
     return env

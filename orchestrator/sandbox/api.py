@@ -101,6 +101,8 @@ class ExperimentMetrics(_Wire):
     reached_target: bool = False
     time_to_target_s: float | None = None
     """Seconds from launch to the first progress line at or below the target (sandbox clock)."""
+    first_step_s: float | None = None
+    """Seconds from launch to the first progress line: start-up, compilation included."""
 
 
 class Experiment(_Wire):

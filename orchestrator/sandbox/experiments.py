@@ -86,6 +86,8 @@ class ExperimentRunner:
             progress = parse_progress_line(line.text)
             if progress is None:
                 return
+            if metrics.first_step_s is None:
+                metrics.first_step_s = round(line.t, 3)
             metrics.steps_seen += 1
             metrics.total_steps = progress.total_steps
             metrics.last_step = progress.step

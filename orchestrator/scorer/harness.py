@@ -216,6 +216,7 @@ async def measure(
     launch = launch or local_launcher(plan.jail)
     env = {**run.env, "NANOGPT_SEED": str(run.seed), "PYTHONUNBUFFERED": "1"}
     target_line: list[tuple[OutputLine, ProgressLine]] = []
+    first_at: list[float] = []
     last: list[ProgressLine] = []
     last_emit = [0.0]
     trajectory = _Trajectory()
@@ -232,6 +233,8 @@ async def measure(
         if progress is None:
             return False
         last[:] = [progress]
+        if not first_at:
+            first_at.append(round(line.t, 4))
         trajectory.add(line.t, progress)
         if trajectory.inconsistent is not None:
             return True
@@ -316,6 +319,7 @@ async def measure(
         step0_val_loss=trajectory.step0_loss,
         cpu_s=None if result.cpu_s is None or not reached else round(result.cpu_s, 3),
         progress_lines=len(trajectory.lines),
+        first_progress_s=first_at[0] if first_at else None,
         wall_s=round(result.wall_s, 4),
         output_bytes=result.output_bytes,
         isolation="jail" if plan.jail is not None else "none",

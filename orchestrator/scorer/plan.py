@@ -67,6 +67,8 @@ class ScoringPlan(_Model):
     jail: JailSpec | None = None
     step0_tolerance: float = 0.3
     """A step-0 loss this far below the session's first baseline step 0 stops the run (trained early)."""
+    gpus: int = 0
+    """GPUs the scorer environment needs (the most any run launches ranks on)."""
 
 
 class Flag(enum.StrEnum):
@@ -136,6 +138,8 @@ class RunMeasurement(_Model):
     cpu_s: float | None = None
     """CPU seconds the whole run had used when the target line arrived (scorer's reading)."""
     progress_lines: int = 0
+    first_progress_s: float | None = None
+    """Scorer's clock: launch to the first progress line (the start-up the script does not time)."""
     wall_s: float
     """End-to-end: launch to the moment the whole run was dead, on the scorer's clock."""
     output_bytes: int

@@ -1,0 +1,7 @@
+# Source on a GPU device machine from the folder holding .whl/ (the carried wheels: the
+# project's own wheel plus its dependencies, built and downloaded off the device).
+# NVLink multicast stays off in every process we start (NCCL, PyTorch, NVSHMEM).
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export SPEEDRUN_HOME=${SPEEDRUN_HOME:-/tmp/speedrun}
