@@ -445,7 +445,9 @@ class Orchestrator:
 
     def _on_harness_event(self, event: HarnessEvent) -> None:
         head = f"  run {event.index + 1}/{event.total} {event.label}"
-        if event.event == "run_started":
+        if event.event == "warmup":
+            self._progress(f"  warm-up: one untimed launch of {event.label}")
+        elif event.event == "run_started":
             self._progress(f"{head}: started")
         elif event.event == "progress":
             self._progress(

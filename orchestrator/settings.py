@@ -89,6 +89,9 @@ class ScorerSettings(_Section):
     """A run reaching the target on less than this fraction of the reference's CPU time is implausible."""
     significance: float = Field(default=0.01, gt=0, lt=1)
     """Mean val loss must be below the target at this p (one-sided t test)."""
+    warmup: bool = True
+    """Launch the first run once, untimed, before the session's timed runs: the cold start
+    (page cache, first imports) then burdens no measurement."""
     significance_min_repeats: int = Field(default=5, ge=2)
     """The test gates a score only from this many repeats on; below, the p-value is reported only.
     (At p < 0.01 a t test on 2 runs needs t > 31.8: it would refuse every submission.)"""

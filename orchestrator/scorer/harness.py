@@ -329,6 +329,22 @@ async def measure(
     )
 
 
+async def _warm_up(plan: ScoringPlan, run: PlannedRun, root: Path, launch: Launcher) -> None:
+    """Launch the first (trusted, baseline) run until its first progress line, untimed.
+
+    Without it the first timed run of a session alone pays the cold start (page cache,
+    first imports, CPU clocks): with one repeat that skews the baseline by ~10 %.
+    """
+    work = _materialise(plan, run, root)
+    env = {**run.env, "NANOGPT_SEED": str(run.seed), "PYTHONUNBUFFERED": "1"}
+    limits = ProcessLimits(
+        timeout_s=run.timeout_s, max_output_bytes=plan.max_output_bytes, memory_bytes=plan.memory_bytes
+    )
+    label = label_for(plan.session_id, "score", "warmup")
+    await launch(run, work, env, limits, label, lambda line: parse_progress_line(line.text) is not None)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 async def run_plan(
     plan: ScoringPlan,
     out_dir: Path,
@@ -341,6 +357,10 @@ async def run_plan(
     ``environment``: facts of the software environment (e.g. image digests) for the fingerprint.
     """
     hardware = {**fingerprint.collect(), **(environment or {})}
+    launch = launch or local_launcher(plan.jail)
+    if plan.warmup and plan.runs:
+        emit(HarnessEvent(event="warmup", label=plan.runs[0].label, index=0, total=len(plan.runs)))
+        await _warm_up(plan, plan.runs[0], out_dir / "warmup", launch)
     measurements = []
     untrained: float | None = None
     for index, run in enumerate(plan.runs):

@@ -66,6 +66,8 @@ class ScoringPlan(_Model):
     runs: list[PlannedRun]
     jail: JailSpec | None = None
     step0_tolerance: float = 0.3
+    warmup: bool = True
+    """One untimed launch of the first run before the timed ones (see harness._warm_up)."""
     """A step-0 loss this far below the session's first baseline step 0 stops the run (trained early)."""
     gpus: int = 0
     """GPUs the scorer environment needs (the most any run launches ranks on)."""
@@ -159,7 +161,7 @@ class HarnessResult(_Model):
 class HarnessEvent(_Model):
     """One JSON line on the harness's stdout, for live progress."""
 
-    event: Literal["run_started", "progress", "run_finished"]
+    event: Literal["warmup", "run_started", "progress", "run_finished"]
     label: str
     index: int
     total: int

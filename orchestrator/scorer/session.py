@@ -81,6 +81,7 @@ def build_plan(
         file_sets=file_sets,
         runs=runs,
         step0_tolerance=settings.step0_loss_tolerance,
+        warmup=settings.warmup,
         gpus=max(r.manifest.launch.gpus for r in (task.baseline, task.reference)),
     )
 
