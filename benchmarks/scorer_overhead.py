@@ -81,7 +81,8 @@ async def main() -> None:
     )
     # per-run overhead: the session's one untimed warm-up launch is a fixed cost shared by all
     # its runs (a few seconds of start-up), measured by neither side here
-    plan = plan.model_copy(update={"runs": [r for r in plan.runs if r.role is Role.BASELINE], "warmup": False})
+    baseline_only = [r for r in plan.runs if r.role is Role.BASELINE]
+    plan = plan.model_copy(update={"runs": baseline_only, "warmup": False})
     [run] = plan.runs
     argv = [sys.executable if a == "{python}" else a for a in run.argv]
     files = plan.file_sets[run.files]
