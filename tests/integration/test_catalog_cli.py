@@ -31,7 +31,7 @@ def test_tasks_list_json_has_both_nanogpt_tracks_and_tiny(tmp_path: Path) -> Non
     by_track: dict[str, list[dict]] = {}
     for task in tasks:
         by_track.setdefault(task["track"], []).append(task)
-    assert set(by_track) == {"nanogpt", "nanogpt_wr", "tiny"}
+    assert set(by_track) == {"gpu_mini", "nanogpt", "nanogpt_wr", "tiny"}
 
     upstream = [t["id"] for t in by_track["nanogpt"]]
     assert upstream == [f"nanogpt-r{n}-r{n + 1}" for n in [*range(1, 6), *range(7, 21)]]

@@ -37,7 +37,12 @@ def test_records_list_and_show(cli: Cli) -> None:
     records = json.loads(cli("records", "list", "--json").stdout)
     assert [r["id"] for r in records] == ["toy-r1", "toy-r2", "toy-r3"]
     shown = json.loads(cli("records", "show", "toy-r2", "--json").stdout)
-    assert shown["launch"] == {"nproc": 1, "script": "train_gpt.py", "env": {"TOY_SECONDS_PER_STEP": "0.05"}}
+    assert shown["launch"] == {
+        "nproc": 1,
+        "script": "train_gpt.py",
+        "env": {"TOY_SECONDS_PER_STEP": "0.05"},
+        "device": "cpu",
+    }
     missing = cli("records", "show", "toy-r7")
     assert missing.returncode == 2 and "unknown record 'toy-r7'" in missing.stderr
 
