@@ -132,6 +132,11 @@ class Launcher(Protocol):
     ) -> ProcessResult: ...
 
 
+def _run_env(run: PlannedRun) -> dict[str, str]:
+    """The record's launch env plus the scorer-chosen seed (the launcher adds HOME and caches)."""
+    return {**run.env, "NANOGPT_SEED": str(run.seed), "PYTHONUNBUFFERED": "1"}
+
+
 def fresh_home(home: str) -> dict[str, str]:
     """HOME and compile caches of one run: no cache replay across runs (THREATS.md #11)."""
     return {
@@ -214,7 +219,7 @@ async def measure(
     """
     work = _materialise(plan, run, root)
     launch = launch or local_launcher(plan.jail)
-    env = {**run.env, "NANOGPT_SEED": str(run.seed), "PYTHONUNBUFFERED": "1"}
+    env = _run_env(run)
     target_line: list[tuple[OutputLine, ProgressLine]] = []
     first_at: list[float] = []
     last: list[ProgressLine] = []
@@ -336,7 +341,7 @@ async def _warm_up(plan: ScoringPlan, run: PlannedRun, root: Path, launch: Launc
     first imports, CPU clocks): with one repeat that skews the baseline by ~10 %.
     """
     work = _materialise(plan, run, root)
-    env = {**run.env, "NANOGPT_SEED": str(run.seed), "PYTHONUNBUFFERED": "1"}
+    env = _run_env(run)
     limits = ProcessLimits(
         timeout_s=run.timeout_s, max_output_bytes=plan.max_output_bytes, memory_bytes=plan.memory_bytes
     )
