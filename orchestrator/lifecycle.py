@@ -454,6 +454,10 @@ class Orchestrator:
                 f"{head}: step {event.step}/{event.total_steps} "
                 f"val_loss {event.val_loss:.4f} at {event.t:.1f}s"
             )
+        elif event.event == "run_contended" and event.measurement is not None:
+            share = event.measurement.cpu_share
+            lost = f"{share.lost_cores:.2f} of {share.cpus} cores" if share else "CPU"
+            self._progress(f"{head}: others took {lost} while it ran; timing it again")
         elif event.measurement is not None:
             m = event.measurement
             t = (
@@ -462,7 +466,9 @@ class Orchestrator:
                 else "target not reached"
             )
             flags = f" [{', '.join(m.flags)}]" if m.flags else ""
-            self._progress(f"{head}: {t}, val_loss {m.val_loss}{flags}")
+            share = m.cpu_share
+            cpus = f" (cores: run {share.run_cores:.2f}, others {share.lost_cores:.2f})" if share else ""
+            self._progress(f"{head}: {t}, val_loss {m.val_loss}{cpus}{flags}")
 
     # --- the whole attempt, and recovery ---------------------------------------------
 

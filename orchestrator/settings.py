@@ -92,6 +92,11 @@ class ScorerSettings(_Section):
     warmup: bool = True
     """Launch the first run once, untimed, before the session's timed runs: the cold start
     (page cache, first imports) then burdens no measurement."""
+    max_lost_cores: float = Field(default=0.15, ge=0)
+    """A timed run is re-timed when other processes or the hypervisor took more than this many
+    of its CPUs' cores (averaged over the run), more than those CPUs had idle."""
+    contention_retries: int = Field(default=2, ge=0)
+    """Re-timings of a contended run; contended on every one, it is an infrastructure failure."""
     significance_min_repeats: int = Field(default=5, ge=2)
     """The test gates a score only from this many repeats on; below, the p-value is reported only.
     (At p < 0.01 a t test on 2 runs needs t > 31.8: it would refuse every submission.)"""

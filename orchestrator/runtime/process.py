@@ -65,8 +65,8 @@ class ProcessResult:
     output_bytes: int
     tail: str
     peak_rss_bytes: int
-    cpu_s: float | None = None
-    """CPU seconds of the whole group when a watcher stopped it (None otherwise)."""
+    cpu: procs.TreeCpu | None = None
+    """CPU used and waited for by the whole group when a watcher stopped it (None otherwise)."""
 
     @property
     def succeeded(self) -> bool:
@@ -164,21 +164,21 @@ async def run_process_group(
     output = OutputLines(limits, log, start)
     reason = ExitReason.EXITED
     peak_rss = 0
-    cpu_s: float | None = None
+    cpu: procs.TreeCpu | None = None
 
     def finish(why: ExitReason) -> None:
-        nonlocal reason, cpu_s
+        nonlocal reason, cpu
         if reason is ExitReason.EXITED:
             reason = why
             if why is ExitReason.STOPPED:
-                cpu_s = procs.session_cpu_seconds(proc.pid)
+                cpu = procs.tree_cpu(proc.pid)
         procs.kill_group(proc.pid)
         procs.kill_labelled(label)
 
     async def watch_memory() -> None:
         nonlocal peak_rss
         while True:
-            rss = procs.session_rss_bytes(proc.pid)
+            rss = procs.tree_rss_bytes(proc.pid)
             peak_rss = max(peak_rss, rss)
             if limits.memory_bytes is not None and rss > limits.memory_bytes:
                 finish(ExitReason.MEMORY_LIMIT)
@@ -240,7 +240,7 @@ async def run_process_group(
         output_bytes=output.total,
         tail=output.tail(),
         peak_rss_bytes=peak_rss,
-        cpu_s=cpu_s,
+        cpu=cpu,
     )
 
 

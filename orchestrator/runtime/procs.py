@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 LABEL_ENV = "SPEEDRUN_LABEL"
@@ -75,34 +76,65 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def session_rss_bytes(sid: int) -> int:
-    """Resident memory of every process in session ``sid`` (our process groups are sessions)."""
-    total = 0
+def _stats() -> dict[int, list[str]]:
+    """pid -> the fields of /proc/PID/stat after the command name (field 3 onwards)."""
+    out = {}
     for pid in _pids():
         try:
             stat = (_PROC / str(pid) / "stat").read_text()
         except OSError:
             continue
-        # fields after the parenthesised command name; session is field 6, rss field 24
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[3]) == sid:
-            total += int(fields[21]) * _PAGE
-    return total
+        out[pid] = stat[stat.rfind(")") + 2 :].split()
+    return out
 
 
-def session_cpu_seconds(sid: int) -> float:
-    """CPU time (user + system, reaped children included) of every live process in session ``sid``."""
+def _tree(root: int, stats: dict[int, list[str]]) -> list[int]:
+    """``root``, its descendants, and everything else in its session.
+
+    Descendants catch children that left the session (torchrun starts each worker with
+    setsid); the session catches orphans that were reparented away from the tree.
+    """
+    children: dict[int, list[int]] = {}
+    for pid, f in stats.items():
+        children.setdefault(int(f[1]), []).append(pid)  # ppid is field 4
+    todo = [root, *(pid for pid, f in stats.items() if int(f[3]) == root)]  # session is field 6
+    found: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid in found or pid not in stats:
+            continue
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(found)
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of ``root``'s whole tree (see _tree)."""
+    stats = _stats()
+    return sum(int(stats[pid][21]) * _PAGE for pid in _tree(root, stats))  # rss is field 24
+
+
+@dataclass(frozen=True)
+class TreeCpu:
+    cpu_s: float
+    """User + system time, reaped children included."""
+    waited_s: float
+    """Time the tree's live threads were runnable but waited for a CPU (run-queue delay)."""
+
+
+def tree_cpu(root: int) -> TreeCpu:
+    """CPU used and CPU waited for by ``root``'s whole tree (see _tree)."""
+    stats = _stats()
     ticks = 0
-    for pid in _pids():
-        try:
-            stat = (_PROC / str(pid) / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[3]) == sid:
-            # utime, stime, cutime, cstime are fields 14-17
-            ticks += sum(int(f) for f in fields[11:15])
-    return ticks / _TICKS
+    waited_ns = 0
+    for pid in _tree(root, stats):
+        # utime, stime, cutime, cstime are fields 14-17
+        ticks += sum(int(f) for f in stats[pid][11:15])
+        with contextlib.suppress(OSError):
+            for task in (_PROC / str(pid) / "task").iterdir():
+                # schedstat: ns on a CPU, ns waiting on a run queue, time slices
+                waited_ns += int((task / "schedstat").read_text().split()[1])
+    return TreeCpu(cpu_s=ticks / _TICKS, waited_s=waited_ns / 1e9)
 
 
 def pid_alive(pid: int) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.runtime import cpu_share
 from orchestrator.runtime.process import (
     ExitReason,
     LineWatcher,
@@ -229,6 +230,7 @@ async def measure(
     overclaimed: list[ProgressLine] = []
     trained_early: list[ProgressLine] = []
     curve: list[tuple[float, float]] = []
+    at_target: list[cpu_share.CpuSample | None] = []
 
     def on_line(line: OutputLine) -> bool:
         if plan.jail is not None and not trajectory.lines and line.text.startswith(_JAIL_FAILED):
@@ -272,6 +274,7 @@ async def measure(
                 )
             )
         if progress.val_loss <= plan.target_val_loss:
+            at_target.append(cpu_share.sample())
             target_line.append((line, progress))
             return True
         return False
@@ -282,6 +285,7 @@ async def measure(
         memory_bytes=plan.memory_bytes,
         tail_bytes=_LOG_TAIL_BYTES,
     )
+    at_launch = cpu_share.sample()
     result = await launch(run, work, env, limits, label_for(plan.session_id, "score", run.label), on_line)
     if jail_error:
         raise JailFailed(f"{run.label}: {jail_error[0]}")
@@ -308,6 +312,9 @@ async def measure(
         flags.append(Flag.TRAINED_BEFORE_CLOCK)
     if trajectory.inconsistent is not None:
         flags.append(Flag.INCONSISTENT_TRAJECTORY)
+    share = None
+    if reached and at_launch is not None and at_target[0] is not None and result.cpu is not None:
+        share = cpu_share.share(at_launch, at_target[0], result.cpu.cpu_s, result.cpu.waited_s)
     return RunMeasurement(
         label=run.label,
         role=run.role,
@@ -322,7 +329,8 @@ async def measure(
         val_loss=seen.val_loss if seen else None,
         step=seen.step if seen else None,
         step0_val_loss=trajectory.step0_loss,
-        cpu_s=None if result.cpu_s is None or not reached else round(result.cpu_s, 3),
+        cpu_s=None if result.cpu is None or not reached else round(result.cpu.cpu_s, 3),
+        cpu_share=share,
         progress_lines=len(trajectory.lines),
         first_progress_s=first_at[0] if first_at else None,
         wall_s=round(result.wall_s, 4),
@@ -332,6 +340,40 @@ async def measure(
         log_tail=result.tail + (f"\n[scorer] {trajectory.inconsistent}" if trajectory.inconsistent else ""),
         curve=curve,
     )
+
+
+async def _timed(
+    plan: ScoringPlan,
+    run: PlannedRun,
+    index: int,
+    root: Path,
+    untrained: float | None,
+    launch: Launcher,
+    emit: Emit,
+) -> RunMeasurement:
+    """Measure a run; time it again, from scratch, while others took the CPUs it needed.
+
+    A contended time says how busy the machine was, not how fast the run is. Every
+    run may be re-timed alike, so a submission gains nothing by it; a run contended
+    on every try is flagged, and the flag is charged to the infrastructure.
+    """
+    for retimed in range(plan.contention_retries + 1):
+        m = await measure(plan, run, index, root, untrained, launch, emit)
+        # the run is dead (measure killed its group); nothing of it stays for the next one
+        shutil.rmtree(root / run.label, ignore_errors=True)
+        share = m.cpu_share
+        if share is None or not share.contended(plan.max_lost_cores):
+            return m.model_copy(update={"retimed": retimed})
+        emit(
+            HarnessEvent(
+                event="run_contended",
+                label=run.label,
+                index=index,
+                total=len(plan.runs),
+                measurement=m,
+            )
+        )
+    return m.model_copy(update={"retimed": plan.contention_retries, "flags": [*m.flags, Flag.CONTENDED]})
 
 
 async def _warm_up(plan: ScoringPlan, run: PlannedRun, root: Path, launch: Launcher) -> None:
@@ -370,11 +412,9 @@ async def run_plan(
     untrained: float | None = None
     for index, run in enumerate(plan.runs):
         emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
-        m = await measure(plan, run, index, out_dir / "runs", untrained, launch, emit)
+        m = await _timed(plan, run, index, out_dir / "runs", untrained, launch, emit)
         if untrained is None and run.role is Role.BASELINE and not m.flags:
             untrained = m.step0_val_loss
-        # the run is dead (measure killed its group); nothing of it stays for the next one
-        shutil.rmtree(out_dir / "runs" / run.label, ignore_errors=True)
         measurements.append(m)
         emit(
             HarnessEvent(

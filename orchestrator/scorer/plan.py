@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.runtime.cpu_share import CpuShare
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -66,11 +68,15 @@ class ScoringPlan(_Model):
     runs: list[PlannedRun]
     jail: JailSpec | None = None
     step0_tolerance: float = 0.3
+    """A step-0 loss this far below the session's first baseline step 0 stops the run (trained early)."""
     warmup: bool = True
     """One untimed launch of the first run before the timed ones (see harness._warm_up)."""
-    """A step-0 loss this far below the session's first baseline step 0 stops the run (trained early)."""
     gpus: int = 0
     """GPUs the scorer environment needs (the most any run launches ranks on)."""
+    max_lost_cores: float = 0.15
+    """A run is re-timed when others took more than this many cores from it (runtime/cpu_share.py)."""
+    contention_retries: int = 2
+    """Re-timings of a contended run before it is reported contended (an infrastructure failure)."""
 
 
 class Flag(enum.StrEnum):
@@ -116,6 +122,9 @@ class Flag(enum.StrEnum):
     """Reached the target on a small fraction of the CPU time the reference needed."""
     VAL_LOSS_NOT_SIGNIFICANT = "val_loss_not_significant"
     """Mean val loss not below the target at p < 0.01 (one-sided t test over repeats)."""
+    # the scorer's own environment (never charged to the submission)
+    CONTENDED = "contended"
+    """Other processes or the hypervisor took CPUs the run needed, on every re-timing."""
 
 
 class RunMeasurement(_Model):
@@ -139,6 +148,10 @@ class RunMeasurement(_Model):
     """Loss the run reported at step 0, before any training step (plausibility)."""
     cpu_s: float | None = None
     """CPU seconds the whole run had used when the target line arrived (scorer's reading)."""
+    cpu_share: CpuShare | None = None
+    """Who held the run's CPUs from launch to the target line (None where unknown)."""
+    retimed: int = 0
+    """Earlier timings of this run thrown away because the machine was contended."""
     progress_lines: int = 0
     first_progress_s: float | None = None
     """Scorer's clock: launch to the first progress line (the start-up the script does not time)."""
@@ -161,7 +174,7 @@ class HarnessResult(_Model):
 class HarnessEvent(_Model):
     """One JSON line on the harness's stdout, for live progress."""
 
-    event: Literal["warmup", "run_started", "progress", "run_finished"]
+    event: Literal["warmup", "run_started", "progress", "run_contended", "run_finished"]
     label: str
     index: int
     total: int

@@ -198,7 +198,14 @@ def score_submission(
     tb, tr = baseline.mean_seconds, reference.mean_seconds
     assert tb is not None and tr is not None
     fsr_ci: tuple[float, float] | None = None
-    if reached and not flags and summary.mean_seconds is not None:
+    if Flag.CONTENDED.value in flags:
+        # the machine, not the submission, spoiled the timing: retry, charge nobody
+        outcome = Outcome.INFRA_FAILED
+        reason = "the scorer's machine was too busy to time: " + "; ".join(
+            _lost(m) for m in mine if Flag.CONTENDED in m.flags
+        )
+        fsr = None
+    elif reached and not flags and summary.mean_seconds is not None:
         outcome, reason = Outcome.SCORED, None
         fsr: float | None = round((tb - summary.mean_seconds) / (tb - tr), 4)
         fsr_ci = _round(_fsr_interval(controls, mine))
@@ -238,6 +245,13 @@ def score_submission(
         fingerprint=fingerprint,
         fingerprint_hash=fingerprint_hash,
     )
+
+
+def _lost(m: RunMeasurement) -> str:
+    share = m.cpu_share
+    if share is None:
+        return m.label
+    return f"{m.label}: others took {share.lost_cores:.2f} of {share.cpus} cores ({m.retimed} re-timings)"
 
 
 def rejected_submission(

@@ -82,6 +82,8 @@ def build_plan(
         runs=runs,
         step0_tolerance=settings.step0_loss_tolerance,
         warmup=settings.warmup,
+        max_lost_cores=settings.max_lost_cores,
+        contention_retries=settings.contention_retries,
         gpus=max(r.manifest.launch.gpus for r in (task.baseline, task.reference)),
     )
 
