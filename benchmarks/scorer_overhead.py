@@ -102,6 +102,8 @@ async def main() -> None:
                 "bare_s": round(bare, 3),
                 "ratio": round(scored / bare, 4),
                 "seconds_to_target": m.seconds_to_target,
+                "first_progress_s": m.first_progress_s,
+                "run_wall_s": m.wall_s,
             }
         )
         print(f"pair {pair}: scored {scored:.2f}s  bare {bare:.2f}s  ratio {scored / bare:.4f}", flush=True)
