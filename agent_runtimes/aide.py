@@ -8,10 +8,11 @@ buggy leaf (with probability ``debug_prob``, while its bug depth is below
 so far; the first step drafts ``initial_hypotheses`` children of v_0. With
 ``iterations=1`` and many initial hypotheses this is best-of-N.
 
-The ideator proposes what to try: ``llm`` asks a model; ``dummy`` passes the hint
-through (the upstream "dummy ideator"). The coder turns an idea into a complete new
-script. At the end the best node is written back and submitted. The tree, with each
-node's workspace version, experiment and metric, is kept in the attempt's record.
+The ideator proposes what to try: ``llm`` asks a model; ``dummy`` makes the hint the
+idea (the upstream "dummy ideator"). The coder reads the brief (goal, hints, knowledge)
+and turns an idea into a complete new script. At the end the best node is written back
+and submitted. The tree, with each node's workspace version, experiment and metric, is
+kept in the attempt's record.
 """
 
 from __future__ import annotations
@@ -138,9 +139,11 @@ class Search:
     # --- roles ----------------------------------------------------------------------
 
     async def idea(self, base: Node) -> str:
-        hint = "\n\n".join(self.ctx.brief.hints).strip()
         if self.params.ideator == "dummy":
-            return hint or "Make the script reach the target validation loss in less time."
+            # the coder reads the whole brief, hints included: point at it rather than repeat it
+            if self.ctx.brief.hints:
+                return "Carry out the hint above."
+            return "Make the script reach the target validation loss in less time."
         chat = self.models.conversation(self.ideator_model, IDEATOR_SYSTEM, role="ideator")
         tried = "\n".join(f"- {i}" for i in self.ideas_tried) or "- nothing yet"
         chat.add(
@@ -164,7 +167,7 @@ class Search:
                 f"This script ({self.script}) was meant to implement:\n{idea}\n\nIt failed:\n```\n"
                 f"{failure[-_ERROR_TAIL:]}\n```\n\nFix it. The script:\n```python\n{base.code}\n```"
             )
-        chat.add(Message(role="user", content=f"{self.ctx.brief.goal}\n\n{ask}"))
+        chat.add(Message(role="user", content=f"{self.ctx.brief.as_text()}\n\n{ask}"))
         return extract_code((await chat.ask()).text)
 
     # --- evaluation -----------------------------------------------------------------

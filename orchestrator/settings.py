@@ -85,6 +85,10 @@ class ScorerSettings(_Section):
     """The unprivileged uid (and gid) a confined run becomes."""
     step0_loss_tolerance: float = Field(default=0.3, gt=0)
     """A run whose step-0 loss is this far below the baseline's trained before the clock."""
+    max_startup_factor: float = Field(default=2.0, ge=1)
+    max_startup_slack_s: float = Field(default=30.0, ge=0)
+    """A submission whose launch-to-step-0 exceeds factor x the controls' longest + slack moved
+    work before the untimed clock start (flagged startup_too_long)."""
     min_cpu_fraction: float = Field(default=0.25, gt=0, le=1)
     """A run reaching the target on less than this fraction of the reference's CPU time is implausible."""
     significance: float = Field(default=0.01, gt=0, lt=1)

@@ -290,7 +290,10 @@ class LocalBackend(Backend):
                 raise ScorerError(
                     f"scorer harness ended {result.reason} (code {result.returncode}): {result.tail[-2000:]}"
                 )
-            return HarnessResult.model_validate_json(results.read_text())
+            try:
+                return HarnessResult.model_validate_json(results.read_text())
+            except ValueError as e:  # a harness of another version, or a truncated file
+                raise ScorerError(f"unreadable scorer harness results: {str(e)[:2000]}") from e
         finally:
             lease.release()  # run_process_group returns only once the whole harness tree is dead
             await asyncio.to_thread(shutil.rmtree, out_dir, True)

@@ -305,7 +305,10 @@ async def measure(
     elif result.reason is ExitReason.EXITED and result.returncode != 0 and not reached:
         flags.append(Flag.CRASHED)
     seen = target_line[0][1] if reached else (last[0] if last else None)
-    seconds = round(target_line[0][0].t, 4) if reached else None
+    seconds = launched = None
+    if reached:
+        launched = round(target_line[0][0].t, 4)
+        seconds = round(target_line[0][0].t - first_at[0], 4)
     if overclaimed:
         flags.append(Flag.REPORTED_TIME_EXCEEDS_WALL)
     if trained_early:
@@ -325,6 +328,7 @@ async def measure(
         returncode=result.returncode,
         reached_target=reached,
         seconds_to_target=seconds,
+        launch_to_target_s=launched,
         reported_train_ms=seen.train_time_ms if seen else None,
         val_loss=seen.val_loss if seen else None,
         step=seen.step if seen else None,

@@ -1,7 +1,9 @@
 """From measurements to a score: FSR = (t_baseline - t_submission) / (t_baseline - t_reference).
 
-Times are the scorer's own (launch to the target line), averaged over repeats.
-A constant start-up cost adds to all three times alike and cancels in FSR.
+Times are the scorer's own (from the step-0 line to the target line), averaged over
+repeats. Start-up before step 0 (imports, compilation) is not timed, as in the official
+speedrun: it varies from run to run by more than some records gain. It is recorded,
+and a submission whose start-up far exceeds the controls' is flagged.
 Submission runs are also judged against the controls of the same session: a step-0
 loss far below the baseline's means training before the clock; reaching the target
 on a small fraction of the reference's CPU time means the progress was not earned.
@@ -136,10 +138,21 @@ def check_controls(
 
 
 def _plausibility(
-    run: RunMeasurement, baseline: RoleSummary, reference_cpu_s: float | None, rules: ScorerSettings
+    run: RunMeasurement,
+    baseline: RoleSummary,
+    reference_cpu_s: float | None,
+    control_startup_s: float | None,
+    rules: ScorerSettings,
 ) -> list[Flag]:
     """Flags from comparing one submission run with the controls measured in the same session."""
     flags: list[Flag] = []
+    startup = run.first_progress_s
+    if (
+        startup is not None
+        and control_startup_s is not None
+        and startup > control_startup_s * rules.max_startup_factor + rules.max_startup_slack_s
+    ):
+        flags.append(Flag.STARTUP_TOO_LONG)
     base0 = baseline.mean_step0_val_loss
     step0 = run.step0_val_loss
     early = base0 is not None and step0 is not None and step0 < base0 - rules.step0_loss_tolerance
@@ -184,10 +197,17 @@ def score_submission(
 ) -> Score:
     controls = [m for m in measurements if m.role is not Role.SUBMISSION]
     reference_cpu = [m.cpu_s for m in controls if m.role is Role.REFERENCE and m.cpu_s is not None]
+    startups = [m.first_progress_s for m in controls if m.first_progress_s is not None]
     mine = []
     for m in measurements:
         if m.role is Role.SUBMISSION and m.attempt_id == attempt_id:
-            extra = _plausibility(m, baseline, min(reference_cpu) if reference_cpu else None, rules)
+            extra = _plausibility(
+                m,
+                baseline,
+                min(reference_cpu) if reference_cpu else None,
+                max(startups) if startups else None,
+                rules,
+            )
             mine.append(m.model_copy(update={"flags": [*m.flags, *extra]}) if extra else m)
     summary = summarise(mine, target_val_loss)
     flags = sorted({f.value for m in mine for f in m.flags})

@@ -29,10 +29,6 @@ def _buggy(script: str, message: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="the local sandbox's tool API server dies (SIGKILL, empty server.log) during any full "
-    "tiny-track experiment, record 1 unchanged included; unskip once the local backend is fixed"
-)
 @pytest.mark.timeout(1500)
 def test_aide_search_on_tiny_is_scored(speedrun_env: dict[str, str], tmp_path: Path) -> None:
     pack = tmp_path / "hints" / "tiny" / "tiny-r1-r2"

@@ -320,7 +320,13 @@ _PRETRAIN = """\
             opt.step()
         model.zero_grad(set_to_none=True)
 """
+_STALL = """\
+    until = time.perf_counter() + 25  # "precompute" before step 0, where the clock does not run
+    while time.perf_counter() < until:
+        pass
+"""
 RUNTIME = [
+    Cheat("works_before_the_clock", 3, "startup_too_long", [(CLOCK_START, _STALL + CLOCK_START)]),
     Cheat("fake_trajectory_obfuscated", 1, "implausible_compute", [after(MAIN_START, _FAKE_TRAJECTORY)]),
     Cheat(
         "claims_more_time_than_passed",

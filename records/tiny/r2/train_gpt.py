@@ -262,6 +262,7 @@ def main():
         model.zero_grad(set_to_none=True)
 
     if distributed:
+        dist.barrier()  # no rank tears gloo down while another still talks to it
         dist.destroy_process_group()
 
 
