@@ -1,7 +1,7 @@
 """One scoring session on the tiny track: honest improvements accepted, runtime cheats caught.
 
 Baseline (record 1) and reference (record 2) run once and serve every submission:
-5 honest improvements and 3 cheats that pass the static rules. One repeat keeps it
+5 honest improvements and 4 cheats that pass the static rules. One repeat keeps it
 to about 4-6 minutes of CI on 2 cores (each cheat is stopped within seconds of
 showing itself); FSR bands are wide enough for one noisy repeat.
 """
@@ -18,15 +18,7 @@ from orchestrator.settings import Settings
 from tests.redteam.conftest import ScoreFiles
 from tests.redteam.corpus import HONEST, REPO, RUNTIME, SCRIPT, TASK
 
-pytestmark = [
-    pytest.mark.slow,
-    # not yet green once: the tiny target is being finalised (issue 2) and the bands below are
-    # estimates; the lead turns it on in CI after one green run on an idle machine
-    pytest.mark.skipif(
-        os.environ.get("SPEEDRUN_REDTEAM_SESSION") != "1",
-        reason="set SPEEDRUN_REDTEAM_SESSION=1: pending calibration of the tiny target and FSR bands",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
