@@ -42,6 +42,7 @@ from orchestrator.runtime.process import (
     run_process_group,
 )
 from orchestrator.sandbox.api import SandboxConfig
+from orchestrator.scorer.jail import unshare_works
 from orchestrator.scorer.plan import HarnessEvent, HarnessResult, JailSpec, ScoringPlan
 from orchestrator.settings import Settings
 
@@ -89,6 +90,7 @@ class LocalBackend(Backend):
         self._workspaces = settings.workspaces_dir
         self._scoring = settings.scoring_dir
         self._instance = settings.instance_id
+        self._jail_probe: str | None = None  # "" once unshare was seen to work here
         devices = settings.gpus.devices
         self._gpus = GpuPool(settings.home / "gpus", detect_gpus() if devices is None else devices)
         self._leases: dict[str, GpuLease] = {}
@@ -216,6 +218,15 @@ class LocalBackend(Backend):
         except OSError as e:
             raise BackendError(f"cannot remove sandbox folder {root}: {e}") from e
 
+    def _why_no_jail(self) -> str | None:
+        """None when scored runs can be confined here; checked once per backend (a real unshare)."""
+        if self._jail_probe is None:
+            if os.geteuid() != 0 or shutil.which("unshare") is None:
+                self._jail_probe = "needs root and util-linux unshare"
+            else:
+                self._jail_probe = unshare_works() or ""
+        return self._jail_probe or None
+
     def jail_spec(self) -> JailSpec | None:
         """What a scored run may see of this machine; None when it cannot be confined here.
 
@@ -223,13 +234,14 @@ class LocalBackend(Backend):
             BackendError: confinement was required but is not possible here.
         """
         scorer = self._settings.scorer
-        able = os.geteuid() == 0 and shutil.which("unshare") is not None
-        if scorer.isolation == "none" or (scorer.isolation == "auto" and not able):
-            if scorer.isolation == "auto":
-                log.warning("scored runs are not confined: needs root and unshare", isolation="none")
+        if scorer.isolation == "none":
             return None
-        if not able:
-            raise BackendError("scorer isolation 'jail' needs root and util-linux unshare on this machine")
+        why_not = self._why_no_jail()
+        if why_not is not None:
+            if scorer.isolation == "jail":
+                raise BackendError(f"scorer isolation 'jail' is not possible on this machine: {why_not}")
+            log.warning("scored runs are not confined", isolation="none", reason=why_not)
+            return None
         package = Path(__file__).resolve().parents[1]
         checkout = package.parent if (package.parent / "pyproject.toml").exists() else package
         hide = {

@@ -35,6 +35,7 @@ from orchestrator.runtime.process import (
 )
 from orchestrator.runtime.progress import ProgressLine, parse_progress_line
 from orchestrator.scorer import fingerprint
+from orchestrator.scorer import jail as jail_module
 from orchestrator.scorer.plan import (
     Flag,
     HarnessEvent,
@@ -97,19 +98,7 @@ def _jailed(argv: list[str], jail: JailSpec, work: Path, env: dict[str, str]) ->
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(spec, f)
-    unshare = [
-        "unshare",
-        "--mount",
-        "--net",
-        "--pid",
-        "--ipc",
-        "--fork",
-        "--kill-child",
-        "--mount-proc",
-        "--propagation",
-        "private",
-    ]
-    return [*unshare, sys.executable, "-m", "orchestrator.scorer.jail", str(path), "--", *argv]
+    return [*jail_module.UNSHARE, sys.executable, "-m", "orchestrator.scorer.jail", str(path), "--", *argv]
 
 
 def _data_dirs(env: dict[str, str]) -> list[str]:
@@ -233,7 +222,11 @@ async def measure(
     at_target: list[cpu_share.CpuSample | None] = []
 
     def on_line(line: OutputLine) -> bool:
-        if plan.jail is not None and not trajectory.lines and line.text.startswith(_JAIL_FAILED):
+        if (
+            plan.jail is not None
+            and not trajectory.lines
+            and line.text.startswith((_JAIL_FAILED, jail_module.UNSHARE_FAILED))
+        ):
             jail_error.append(line.text)
             return True
         progress = parse_progress_line(line.text)

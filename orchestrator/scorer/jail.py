@@ -43,6 +43,33 @@ _IFF_UP = 0x1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
+UNSHARE = (
+    "unshare",
+    "--mount",
+    "--net",
+    "--pid",
+    "--ipc",
+    "--fork",
+    "--kill-child",
+    "--mount-proc",
+    "--propagation",
+    "private",
+)
+"""The namespaces every confined run gets (the harness prefixes the run's command with it)."""
+UNSHARE_FAILED = "unshare: "
+"""How util-linux unshare starts its message when it cannot create the namespaces."""
+
+
+def unshare_works() -> str | None:
+    """None when this machine can create the namespaces; else why not (unshare's own words)."""
+    import subprocess
+
+    try:
+        done = subprocess.run([*UNSHARE, "true"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return str(e)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
+
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     rc = _libc.mount(

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from orchestrator.catalog.catalog import Task
+from orchestrator.backends.local import LocalBackend
+from orchestrator.catalog.catalog import Catalog, Task
+from orchestrator.catalog.data import ensure_track_data
+from orchestrator.scorer.jail import unshare_works
+from orchestrator.scorer.session import build_plan
 from orchestrator.settings import Settings
+from tests.conftest import REPO
 from tests.redteam.conftest import RunHarness
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kernel confinement needs root (CI runs as root)")
@@ -189,3 +197,52 @@ async def test_a_passing_line_then_a_lingering_child_is_timed_by_the_scorer_and_
     # end to end, also on the scorer's clock: it did not wait out the 600 s sleepers
     assert run.wall_s < 30, "the scorer waited for the lingering processes"
     assert _alive_with(token) == [], "the daemon outlived the scored run"
+
+
+def test_a_machine_that_cannot_confine_runs_is_an_infrastructure_failure(
+    settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    """Where unshare is refused (here: the harness runs unprivileged), no run is timed.
+
+    Such a run used to end "crashed" and be charged to whoever submitted it.
+    """
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = [
+        *nobody,
+        sys.executable,
+        "-c",
+        "from orchestrator.scorer.jail import unshare_works; print(unshare_works())",
+    ]
+    refused = subprocess.run(probe, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert "Operation not permitted" in refused.stdout, refused
+    assert unshare_works() is None  # as root, here, it works
+
+    plan = build_plan(
+        session_id="nojail",
+        task=toy_task,
+        data=ensure_track_data(catalog.track(toy_task.track), settings.data_dir),
+        submissions={},
+        settings=settings.scorer,
+    )
+    plan = plan.model_copy(update={"jail": LocalBackend(settings).jail_spec(), "warmup": False})
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:  # a folder the unprivileged harness reaches
+        work = Path(tmp)
+        (work / "plan.json").write_text(plan.model_dump_json())
+        os.chown(work, 65534, 65534)
+        harness = [
+            *nobody,
+            sys.executable,
+            "-m",
+            "orchestrator.scorer.harness",
+            "plan.json",
+            str(work / "out"),
+        ]
+        done = subprocess.run(harness, capture_output=True, text=True, cwd=work, timeout=120, env=_repo_env())
+        assert done.returncode != 0
+        assert "JailFailed" in done.stderr and "unshare failed" in done.stderr, done.stderr[-2000:]
+        assert not (work / "out" / "results.json").exists()
+        assert '"run_finished"' not in done.stdout
+
+
+def _repo_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
