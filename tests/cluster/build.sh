@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Build the test cluster's binaries from Go modules, through the module proxy:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl.
+#
+#   tests/cluster/build.sh            # binaries into tests/cluster/bin (git-ignored)
+#
+# k8s.io/kubernetes names its staging modules (k8s.io/api, k8s.io/client-go, ...) at
+# v0.0.0 with `replace` lines into its own tree; a consumer must pin each to the
+# published v0.<minor>.<patch> instead. The pins are generated from the release's own
+# go.mod. Rebuilds hit Go's build cache (GOCACHE), so a warm machine takes seconds.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-1.32.3}
+ETCD_VERSION=${ETCD_VERSION:-3.5.17}
+here=$(cd "$(dirname "$0")" && pwd)
+out=${SPEEDRUN_CLUSTER_BIN:-$here/bin}
+mod=$here/.module   # generated go.mod and go.sum (git-ignored)
+mkdir -p "$out" "$mod"
+export GOFLAGS=-mod=mod CGO_ENABLED=0
+
+cd "$mod"
+if [ ! -f go.mod ] || ! grep -q "k8s.io/kubernetes v$K8S_VERSION" go.mod; then
+    rm -f go.mod go.sum
+    go mod init speedrun.test/cluster >/dev/null 2>&1
+    upstream=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    staging_version="v0.${K8S_VERSION#1.}"
+    awk -v v="$staging_version" '$2 == "=>" && $3 ~ /^\.\/staging\// {print "replace " $1 " => " $1 " " v}' "$upstream" >>go.mod
+    mkdir -p etcd
+    cat >etcd/main.go <<'GO'
+// The etcd server of the test cluster: etcd's own entry point, linked here so that it
+// builds from the module proxy like the Kubernetes binaries.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+    go get "k8s.io/kubernetes@v$K8S_VERSION" "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+fi
+
+start=$(date +%s)
+go build -o "$out/etcd" ./etcd
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+    go build -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    echo "built $cmd ($(( $(date +%s) - start ))s so far)"
+done
+echo "test cluster binaries in $out ($(( $(date +%s) - start ))s)"
