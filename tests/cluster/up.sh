@@ -49,7 +49,7 @@ start kube-apiserver "$bin/kube-apiserver" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
     --tls-cert-file "$pki/serving.crt" --tls-private-key-file "$pki/serving.key" \
     --token-auth-file "$pki/tokens.csv" \
-    --authorization-mode Node,RBAC \
+    --authorization-mode Node,RBAC --allow-privileged=true \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.96.0.0/16 \

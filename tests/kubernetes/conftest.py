@@ -1,0 +1,59 @@
+"""A real control plane (tests/cluster/up.sh) for the session: etcd, API server, controllers.
+
+The binaries come from tests/cluster/build.sh (Go modules, cached in Go's build cache);
+where they have not been built, these tests skip and say how to build them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+CLUSTER = REPO / "tests" / "cluster"
+BIN = Path(os.environ.get("SPEEDRUN_CLUSTER_BIN", CLUSTER / "bin"))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+
+    def kubectl(
+        self, *args: str, token: str | None = None, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """kubectl as the admin, or with ``token`` (the flag overrides the kubeconfig's user)."""
+        auth = ["--token", token] if token else []
+        done = subprocess.run(
+            [str(BIN / "kubectl"), "--kubeconfig", str(self.kubeconfig), *auth, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
+        return done
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if not (BIN / "kube-apiserver").exists():
+        pytest.skip(f"no test cluster binaries in {BIN}: run tests/cluster/build.sh")
+    state = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "SPEEDRUN_CLUSTER_BIN": str(BIN)}
+    up = subprocess.run(
+        [str(CLUSTER / "up.sh"), str(state)], capture_output=True, text=True, timeout=300, env=env
+    )
+    try:
+        assert up.returncode == 0, up.stderr + "".join(
+            p.read_text()[-3000:] for p in (state / "logs").glob("*.log")
+        )
+        yield Cluster(Path(up.stdout.strip().splitlines()[-1]))
+    finally:
+        subprocess.run([str(CLUSTER / "down.sh"), str(state)], timeout=60, env=env)
