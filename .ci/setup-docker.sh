@@ -16,4 +16,9 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null || { tail -20 /var/log/dockerd.log; exit 1; }
 fi
 
+# A machine cloned from one whose run was killed may hold that run's containers:
+# CI owns this daemon, so nothing of ours from before this run is kept.
+stale=$(docker ps -aq --filter label=io.speedrun.project=speedrun-orchestrator)
+[ -z "$stale" ] || docker rm -f $stale >/dev/null
+
 images/base/build.sh

@@ -10,11 +10,14 @@ import contextlib
 import glob
 import json
 import socket
+import subprocess
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from orchestrator.backends import Backend, Sandbox, SandboxSpec, create_backend
+from orchestrator.backends.docker import engine
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import ensure_track_data
 from orchestrator.errors import InfrastructureError
@@ -101,6 +104,11 @@ async def docker_backend(settings: Settings) -> AsyncIterator[Backend]:
         yield backend
 
 
+def _fresh(kind: str) -> str:
+    """A new id per test: a container an earlier, killed run left on the daemon never collides."""
+    return f"{kind}{uuid.uuid4().hex[:8]}"
+
+
 def _spec(task: Task, settings: Settings, catalog: Catalog, attempt_id: str, **limits: float) -> SandboxSpec:
     data = ensure_track_data(catalog.track(task.track), settings.data_dir)
     base = task.baseline.manifest
@@ -138,7 +146,8 @@ async def test_escape_probes_all_fail(
     data = ensure_track_data(catalog.track(toy_task.track), settings.data_dir)
     data_file = sorted(glob.glob(data.train_glob))[0]
     script = f"TARGETS = {_outside_targets()!r}\nDATA_FILE = {data_file!r}\n" + PROBE
-    sandbox = await docker_backend.start_sandbox(_spec(toy_task, settings, catalog, "probe1"))
+    probe1 = _fresh("probe")
+    sandbox = await docker_backend.start_sandbox(_spec(toy_task, settings, catalog, probe1))
     try:
         result = await _run(sandbox, script)
     finally:
@@ -163,7 +172,8 @@ async def test_escape_probes_all_fail(
 async def test_fork_bomb_is_contained_by_the_pids_limit(
     docker_backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
 ) -> None:
-    sandbox = await docker_backend.start_sandbox(_spec(toy_task, settings, catalog, "probe2"))
+    probe2 = _fresh("probe")
+    sandbox = await docker_backend.start_sandbox(_spec(toy_task, settings, catalog, probe2))
     try:
         bomb = await _run(sandbox, FORK_BOMB, timeout_s=8)
         assert bomb.status == "finished" and bomb.reason == "timed_out", bomb
@@ -172,13 +182,14 @@ async def test_fork_bomb_is_contained_by_the_pids_limit(
             assert (await tools.list_files()).files
     finally:
         await docker_backend.stop_sandbox(sandbox, interrupted=False)
-    assert not docker_support.labelled("probe2")
+    assert not docker_support.labelled(probe2)
 
 
 async def test_memory_hog_in_an_experiment_ends_as_memory_limit(
     docker_backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
 ) -> None:
-    spec = _spec(toy_task, settings, catalog, "probe3", memory_bytes=256 * 1024**2)
+    probe3 = _fresh("probe")
+    spec = _spec(toy_task, settings, catalog, probe3, memory_bytes=256 * 1024**2)
     sandbox = await docker_backend.start_sandbox(spec)
     try:
         hog = await _run(sandbox, GRADUAL_HOG, timeout_s=60)
@@ -190,10 +201,11 @@ async def test_memory_hog_in_an_experiment_ends_as_memory_limit(
 async def test_memory_hog_in_the_scorer_is_an_oom_kill_classified_as_memory_limit(
     docker_backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
 ) -> None:
+    probeoom = _fresh("oom")
     data = ensure_track_data(catalog.track(toy_task.track), settings.data_dir)
     scorer = settings.scorer.model_copy(update={"memory_bytes": 1024**3})
     plan = build_plan(
-        session_id="probeoom",
+        session_id=probeoom,
         task=toy_task,
         data=data,
         submissions={"subM": {"train_gpt.py": FAST_HOG}},
@@ -207,21 +219,56 @@ async def test_memory_hog_in_the_scorer_is_an_oom_kill_classified_as_memory_limi
     controls = [m for m in result.measurements if m.role is not Role.SUBMISSION]
     assert all(m.reached_target for m in controls)
     assert result.fingerprint["images"]["speedrun-tiny-cpu"].startswith("sha256:")
-    assert not docker_support.labelled("probeoom")
+    assert not docker_support.labelled(probeoom)
 
 
 async def test_missing_image_and_daemon_down_are_infrastructure_failures(
     settings: Settings, catalog: Catalog, toy_task: Task, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docker_support.require_docker()
+    probe4, probe5 = _fresh("probe"), _fresh("probe")
     missing = settings.model_copy(
         update={"docker": settings.docker.model_copy(update={"image_tag": "absent"})}
     )
     async with create_backend("docker", missing) as backend:
         with pytest.raises(InfrastructureError, match="speedrun images build"):
-            await backend.start_sandbox(_spec(toy_task, settings, catalog, "probe4"))
-    assert not docker_support.labelled("probe4")
+            await backend.start_sandbox(_spec(toy_task, settings, catalog, probe4))
+    assert not docker_support.labelled(probe4)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     async with create_backend("docker", settings) as backend:
         with pytest.raises(InfrastructureError, match="dockerd"):
-            await backend.start_sandbox(_spec(toy_task, settings, catalog, "probe5"))
+            await backend.start_sandbox(_spec(toy_task, settings, catalog, probe5))
+
+
+def _squat(name: str, labels: dict[str, str]) -> str:
+    """A stopped container holding ``name``, as a killed orchestrator (or someone else) leaves it."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        return client.containers.create(docker_support.IMAGE, ["true"], name=name, labels=labels).id
+    finally:
+        client.close()
+
+
+async def test_a_container_a_crashed_run_left_is_replaced_and_a_strangers_is_refused(
+    docker_backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    resumed, taken = _fresh("crash"), _fresh("taken")
+    left = _squat(f"speedrun-sandbox-{resumed}", engine.labels(resumed, "sandbox", settings.instance_id))
+    sandbox = await docker_backend.start_sandbox(_spec(toy_task, settings, catalog, resumed))
+    try:
+        assert sandbox.container_id != left  # type: ignore[attr-defined]
+        async with ToolClient(sandbox.tool_url, sandbox.agent_token) as tools:
+            assert (await tools.list_files()).files
+    finally:
+        await docker_backend.stop_sandbox(sandbox, interrupted=False)
+    assert not docker_support.labelled(resumed)
+
+    stranger = _squat(f"speedrun-sandbox-{taken}", engine.labels(taken, "sandbox", "another-home"))
+    try:
+        with pytest.raises(InfrastructureError, match=f"docker rm -f speedrun-sandbox-{taken}"):
+            await docker_backend.start_sandbox(_spec(toy_task, settings, catalog, taken))
+        assert docker_support.labelled(taken) == [f"container {stranger[:12]}"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", stranger], capture_output=True, check=True)

@@ -119,7 +119,8 @@ class DockerBackend(Backend):
 
         def create_and_start() -> Any:
             with engine.translated(f"starting the sandbox container of {spec.attempt_id}"):
-                container = client.containers.create(
+                container = engine.create_container(
+                    client,
                     image_id,
                     [hardening.IMAGE_PYTHON, "-m", "orchestrator.sandbox.server", f"{_IO}/config.json"],
                     environment=env,

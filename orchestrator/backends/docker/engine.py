@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import BackendError
+from orchestrator.log import get_logger
+
+log = get_logger(__name__)
 
 if TYPE_CHECKING:
     import docker
@@ -112,3 +115,31 @@ def remove(resource: Any) -> None:
             resource.remove()
     except docker.errors.NotFound:
         pass
+
+
+def create_container(client: docker.DockerClient, image: str, command: list[str], **kwargs: Any) -> Any:
+    """``client.containers.create`` that first clears a same-name container left by a crash.
+
+    Names derive from attempt and session ids, so a name already taken means an
+    orchestrator of this home died before removing its container: the resumed run
+    replaces it. A name taken by anything else is refused, never removed.
+    """
+    import docker
+
+    name: str = kwargs["name"]
+    ours: dict[str, str] = kwargs["labels"]
+    try:
+        stale = client.containers.get(name)
+    except docker.errors.NotFound:
+        stale = None
+    if stale is not None:
+        theirs = (stale.attrs.get("Config") or {}).get("Labels") or {}
+        if any(theirs.get(key) != ours.get(key) for key in (LABEL_PROJECT, LABEL_INSTANCE, LABEL_OWNER)):
+            raise BackendError(
+                f"container name {name} is taken by a container this orchestrator home does not own "
+                f"(labels {theirs}); remove it with `docker rm -f {name}` or run `speedrun cleanup` "
+                "in the home that owns it"
+            )
+        log.warning("removing a container a crashed run left behind", container=name)
+        remove(stale)
+    return client.containers.create(image, command, **kwargs)

@@ -82,7 +82,8 @@ class ContainerLauncher:
 
         def create() -> Any:
             with engine.translated(f"creating the scorer container for {run.label}"):
-                return self._client.containers.create(
+                return engine.create_container(
+                    self._client,
                     self._images[run.image],
                     argv,
                     environment=full_env,
