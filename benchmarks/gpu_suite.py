@@ -3,7 +3,7 @@
 Phases (each writes its figures into one JSON file, merged across calls):
   demo       oracle and null attempts on gpu_mini-r1-r2 (FSR), and the scorer's clock vs the
              script's train_time for every run that reached the target (timing accuracy)
-  overhead   scorer (whole run_scorer call) vs bare torchrun of the same script to its target line
+  overhead   scorer_overhead.py's A/B pairs: whole run_scorer call vs bare torchrun to the target line
   cache      two experiments in one sandbox: start-to-first-step, cold vs warm compile cache
   failures   CUDA OOM and a crashing rank as submissions: outcome, flags, GPU free afterwards
   nproc2     (2 GPUs) the reference record under torchrun --nproc_per_node=2
@@ -23,20 +23,18 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import scorer_overhead  # beside this file: one way to measure the overhead, CPU or GPU
 
 from orchestrator.backends import create_backend
 from orchestrator.backends.base import Backend, SandboxSpec
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import TrackData, ensure_track_data
 from orchestrator.lifecycle import Orchestrator
-from orchestrator.runtime.process import inherited_env
-from orchestrator.runtime.progress import parse_progress_line
 from orchestrator.sandbox.client import ToolClient
 from orchestrator.scorer.plan import Role, RunMeasurement, ScoringPlan
 from orchestrator.scorer.score import RoleSummary, score_submission
@@ -143,78 +141,7 @@ class Suite:
         }
 
     async def overhead(self, pairs: int) -> None:
-        task = self.task(FAST_TASK)
-        backend = create_backend("local", self.settings)
-        plan = build_plan(
-            session_id="gpuoverhead",
-            task=task,
-            data=self.data(task),
-            submissions={},
-            settings=self.settings.scorer,
-            seeds=[7],
-        )
-        plan = plan.model_copy(update={"runs": [r for r in plan.runs if r.role is Role.BASELINE]})
-        [run] = plan.runs
-        rows = []
-        for pair in range(pairs):
-            start = time.monotonic()
-            result = await backend.run_scorer(plan, lambda _e: None)
-            scored = time.monotonic() - start
-            [m] = result.measurements
-            assert m.reached_target, m.flags
-            bare = self._bare_to_target(
-                run.argv, plan.file_sets[run.files], run.env, run.seed, plan.target_val_loss
-            )
-            rows.append(
-                {
-                    "pair": pair,
-                    "scored_s": round(scored, 3),
-                    "scorer_seconds_to_target": m.seconds_to_target,
-                    "bare_s": round(bare, 3),
-                    "ratio": round(scored / bare, 4),
-                }
-            )
-            say(f"overhead pair {pair}: scored {scored:.2f}s bare {bare:.2f}s")
-        self.results["overhead"] = {
-            "record": task.baseline.id,
-            "pairs": rows,
-            "ratio_max": max(r["ratio"] for r in rows),
-            "goal": 1.05,
-        }
-
-    @staticmethod
-    def _bare_to_target(
-        argv: list[str], files: dict[str, str], env: dict[str, str], seed: int, target: float
-    ) -> float:
-        """torchrun of the same files from launch to its first line at or below the target."""
-        with tempfile.TemporaryDirectory() as tmp:
-            for rel, text in files.items():
-                (Path(tmp) / rel).write_text(text)
-            full = inherited_env(
-                {
-                    **env,
-                    "NANOGPT_SEED": str(seed),
-                    "HOME": tmp,
-                    "PYTHONUNBUFFERED": "1",
-                    "TORCHINDUCTOR_CACHE_DIR": f"{tmp}/inductor",
-                    "TRITON_CACHE_DIR": f"{tmp}/triton",
-                }
-            )
-            argv = [sys.executable if a == "{python}" else a for a in argv]
-            start = time.monotonic()
-            proc = subprocess.Popen(argv, cwd=tmp, env=full, stdout=subprocess.PIPE, text=True)
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                p = parse_progress_line(line)
-                if p is not None and p.val_loss <= target:
-                    elapsed = time.monotonic() - start
-                    break
-            else:
-                raise RuntimeError("bare run ended before its target")
-            proc.kill()
-            proc.wait()
-            subprocess.run(["pkill", "-9", "-P", str(proc.pid)], check=False)
-            return elapsed
+        self.results["overhead"] = await scorer_overhead.measure(self.settings, FAST_TASK, pairs, say)
 
     async def _sandbox_experiments(
         self, backend: Backend, attempt_id: str, source: str, count: int

@@ -4,7 +4,9 @@ Both sides run the same files, data, environment and seed, alternating A/B so dr
 on the machine hits both alike. "Scored" is the whole ``backend.run_scorer`` call
 (harness start, fresh folder, fingerprint, timing, kill and read-back); "bare" is
 ``torchrun ...`` from launch to its first progress line at or below the target, then a
-kill: the scorer also stops there, so both sides do the same work. The ratio
+kill: the scorer also stops there, so both sides do the same work. Both start from
+empty compile caches (the scorer never reuses one), so on a GPU both pay the same
+torch.compile start-up. The ratio
 scored/bare is the overhead; the goal is at most 1.05.
 
     python benchmarks/scorer_overhead.py [--task tiny-r1-r2] [--pairs 3] [--out FILE]
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.backends import create_backend
@@ -28,6 +31,7 @@ from orchestrator.catalog.data import ensure_track_data
 from orchestrator.runtime import procs
 from orchestrator.runtime.process import inherited_env, label_for
 from orchestrator.runtime.progress import parse_progress_line
+from orchestrator.scorer.harness import fresh_home
 from orchestrator.scorer.plan import Role
 from orchestrator.scorer.session import build_plan
 from orchestrator.settings import Settings
@@ -41,7 +45,13 @@ def _bare(argv: list[str], files: dict[str, str], env: dict[str, str], seed: int
             (Path(tmp) / rel).write_text(text)
         label = label_for("bench-bare", str(seed))  # torchrun's workers may leave its group
         full_env = inherited_env(
-            {**env, "NANOGPT_SEED": str(seed), "HOME": tmp, "PYTHONUNBUFFERED": "1", procs.LABEL_ENV: label}
+            {
+                **env,
+                **fresh_home(tmp),
+                "NANOGPT_SEED": str(seed),
+                "PYTHONUNBUFFERED": "1",
+                procs.LABEL_ENV: label,
+            }
         )
         start = time.monotonic()
         proc = subprocess.Popen(argv, cwd=tmp, env=full_env, stdout=subprocess.PIPE, start_new_session=True)
@@ -58,17 +68,11 @@ def _bare(argv: list[str], files: dict[str, str], env: dict[str, str], seed: int
         return time.monotonic() - start
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="tiny-r1-r2")
-    parser.add_argument("--pairs", type=int, default=3, help="A/B pairs to run")
-    parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
-    args = parser.parse_args()
-
-    settings = Settings()
+async def measure(settings: Settings, task_id: str, pairs: int, say: Callable[[str], None] = print) -> dict:
+    """``pairs`` A/B pairs of the task's baseline, scored vs bare; the figures as a dict."""
     catalog = Catalog.load(settings.records_dir, settings.home / "cache" / "records")
-    task = catalog.task(args.task)
-    data = ensure_track_data(catalog.track(task.track), settings.data_dir, print)
+    task = catalog.task(task_id)
+    data = ensure_track_data(catalog.track(task.track), settings.data_dir, say)
     backend = create_backend("local", settings)
     seed = 1234
     plan = build_plan(
@@ -80,7 +84,7 @@ async def main() -> None:
         seeds=[seed],
     )
     # per-run overhead: the session's one untimed warm-up launch is a fixed cost shared by all
-    # its runs (a few seconds of start-up), measured by neither side here
+    # its runs (the start-up until the first progress line), measured by neither side here
     baseline_only = [r for r in plan.runs if r.role is Role.BASELINE]
     plan = plan.model_copy(update={"runs": baseline_only, "warmup": False})
     [run] = plan.runs
@@ -88,7 +92,7 @@ async def main() -> None:
     files = plan.file_sets[run.files]
 
     rows = []
-    for pair in range(args.pairs):
+    for pair in range(pairs):
         start = time.monotonic()
         result = await backend.run_scorer(plan, lambda _e: None)
         scored = time.monotonic() - start
@@ -106,10 +110,10 @@ async def main() -> None:
                 "run_wall_s": m.wall_s,
             }
         )
-        print(f"pair {pair}: scored {scored:.2f}s  bare {bare:.2f}s  ratio {scored / bare:.4f}", flush=True)
+        say(f"pair {pair}: scored {scored:.2f}s  bare {bare:.2f}s  ratio {scored / bare:.4f}")
 
     ratios = [r["ratio"] for r in rows]
-    summary = {
+    return {
         "task": task.id,
         "record": task.baseline.id,
         "pairs": rows,
@@ -117,8 +121,17 @@ async def main() -> None:
         "ratio_max": max(ratios),
         "goal": 1.05,
     }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="tiny-r1-r2")
+    parser.add_argument("--pairs", type=int, default=3, help="A/B pairs to run")
+    parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    args = parser.parse_args()
+    summary = await measure(Settings(), args.task, args.pairs)
     print(
-        f"scorer overhead on {task.baseline.id}: mean ratio {summary['ratio_mean']:.4f} "
+        f"scorer overhead on {summary['record']}: mean ratio {summary['ratio_mean']:.4f} "
         f"(max {summary['ratio_max']:.4f}, goal <= 1.05) over {args.pairs} pairs"
     )
     if args.out:

@@ -21,7 +21,6 @@ from pathlib import Path
 LABEL_ENV = "SPEEDRUN_LABEL"
 INSTANCE_ENV = "SPEEDRUN_INSTANCE"
 _PROC = Path("/proc")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -109,9 +108,21 @@ def _tree(root: int, stats: dict[int, list[str]]) -> list[int]:
 
 
 def tree_rss_bytes(root: int) -> int:
-    """Resident memory of ``root``'s whole tree (see _tree)."""
-    stats = _stats()
-    return sum(int(stats[pid][21]) * _PAGE for pid in _tree(root, stats))  # rss is field 24
+    """Memory ``root``'s whole tree (see _tree) holds: resident anonymous and shared-memory pages.
+
+    File-backed pages are left out: every rank of a GPU run maps the same few GB of CUDA
+    libraries, and summing that per process counts shared page cache many times over.
+    """
+    total = 0
+    for pid in _tree(root, _stats()):
+        try:
+            status = (_PROC / str(pid) / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith(("RssAnon:", "RssShmem:")):
+                total += int(line.split()[1]) * 1024  # kB
+    return total
 
 
 @dataclass(frozen=True)

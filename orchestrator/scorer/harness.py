@@ -98,7 +98,7 @@ def _jailed(argv: list[str], jail: JailSpec, work: Path, env: dict[str, str]) ->
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(spec, f)
-    return [*jail_module.UNSHARE, sys.executable, "-m", "orchestrator.scorer.jail", str(path), "--", *argv]
+    return [*jail_module.UNSHARE, sys.executable, "-I", jail_module.__file__, str(path), "--", *argv]
 
 
 def _data_dirs(env: dict[str, str]) -> list[str]:

@@ -1,7 +1,7 @@
 """Confine one scored run with the kernel: private mounts, no network, its own pids, no privileges.
 
 ``unshare --mount --net --pid --ipc --fork --kill-child --mount-proc -- \
-    python -m orchestrator.scorer.jail SPEC -- ARGV...``
+    python -I .../orchestrator/scorer/jail.py SPEC -- ARGV...``
 
 ``unshare`` gives the run new namespaces; this module, still root inside them,
 lays out the file system the run may see and then becomes an unprivileged user
@@ -17,7 +17,9 @@ before it executes ARGV:
 When the run's pid 1 dies the kernel kills everything else in its pid namespace,
 so no daemon outlives the run, whatever it did to its process group or environment.
 
-Imports stay minimal: this runs before every scored run, inside its timed window.
+Imports stay minimal and stdlib-only: this runs before every scored run, inside its
+timed window, as root, by file path in isolated mode (-I): it needs no install of this
+package on the run's Python, and no PYTHON* variable of the run's environment reaches it.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def confine(spec: dict) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] != "--":
-        sys.exit("usage: python -m orchestrator.scorer.jail SPEC_JSON -- ARGV...")
+        sys.exit("usage: python -I jail.py SPEC_JSON -- ARGV...")
     with open(argv[0]) as f:
         spec = json.load(f)
     try:

@@ -59,6 +59,31 @@ async def test_limits(tmp_path: Path, code: str, limits: dict, reason: ExitReaso
     assert result.reason is reason
 
 
+def _children(code: str, wait: bool) -> str:
+    """A parent that starts two Python children running ``code``; then waits for them or sleeps."""
+    start = "import subprocess, sys, time\n"
+    start += f"kids = [subprocess.Popen([sys.executable, '-c', {code!r}]) for _ in '12']\n"
+    return start + ("[k.wait() for k in kids]" if wait else "time.sleep(30)")
+
+
+async def test_memory_counts_every_process_once_and_no_shared_file_pages(tmp_path: Path) -> None:
+    # two children of 150 MiB each: neither alone passes 200 MiB, the tree does
+    hog = "import time; b = bytearray(150 << 20); time.sleep(30)"
+    pair = _children(hog, wait=False)
+    result, _ = await _run(tmp_path, pair, "rt5", memory_bytes=200 << 20, timeout_s=20)
+    assert result.reason is ExitReason.MEMORY_LIMIT
+    # 300 MiB of a file read through a mapping by two processes: page cache, not the run's memory
+    (tmp_path / "blob").write_bytes(b"\1" * (300 << 20))
+    reader = (
+        "import mmap, time\nf = open('blob', 'rb')\nm = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+        "sum(m[i] for i in range(0, len(m), 4096)); print('read', flush=True); time.sleep(2)"
+    )
+    both = _children(reader, wait=True)
+    result, lines = await _run(tmp_path, both, "rt6", memory_bytes=200 << 20, timeout_s=30)
+    assert result.reason is ExitReason.EXITED and [line.text for line in lines] == ["read", "read"]
+    assert result.peak_rss_bytes < 200 << 20
+
+
 async def test_escaped_daemon_is_killed_and_does_not_hold_the_run(tmp_path: Path) -> None:
     code = "import subprocess; subprocess.Popen(['sleep', '300'], start_new_session=True); print('done')"
     result, lines = await _run(tmp_path, code, "rt3")
