@@ -125,6 +125,13 @@ def check_controls(
         bad = [m for m in runs if not m.reached_target or m.flags]
         if not runs or bad:
             detail = "; ".join(f"{m.label}: {', '.join(m.flags)}" for m in bad) or "no runs"
+            if any(Flag.MEMORY_LIMIT in m.flags for m in bad):
+                # a trusted record over the limit: the limit is wrong for this host, say which knob
+                detail += (
+                    "; the record itself needs more host memory than the scorer allows here: raise "
+                    "scorer.memory_bytes (SPEEDRUN_SCORER__MEMORY_BYTES); torch.compile starts a "
+                    "worker per CPU in every rank"
+                )
             raise ControlRunsFailed(f"{role} runs failed in the scorer: {detail}")
         summaries.append(summarise(runs, target))
     baseline, reference = summaries

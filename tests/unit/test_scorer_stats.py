@@ -6,8 +6,8 @@ import pytest
 
 from orchestrator.domain import Outcome
 from orchestrator.scorer import stats
-from orchestrator.scorer.plan import Role, RunMeasurement
-from orchestrator.scorer.score import check_controls, score_submission
+from orchestrator.scorer.plan import Flag, Role, RunMeasurement
+from orchestrator.scorer.score import ControlRunsFailed, check_controls, score_submission
 from orchestrator.settings import ScorerSettings
 
 
@@ -104,3 +104,13 @@ def test_step0_far_below_untrained_means_training_before_the_clock() -> None:
 def test_reaching_the_target_without_the_compute_is_implausible() -> None:
     s = _score([_run(Role.SUBMISSION, i, 5.0, cpu_s=2.0) for i in range(3)])
     assert "implausible_compute" in s.flags and s.fsr is None
+
+
+def test_a_control_over_the_memory_limit_names_the_setting_to_raise() -> None:
+    oom = _run(Role.BASELINE, 0, 50.0, reached_target=False, flags=[Flag.MEMORY_LIMIT, Flag.NO_PROGRESS])
+    with pytest.raises(ControlRunsFailed, match="SPEEDRUN_SCORER__MEMORY_BYTES"):
+        check_controls([oom, _run(Role.REFERENCE, 0, 20.0)], 2.2)
+    crashed = _run(Role.BASELINE, 0, 50.0, reached_target=False, flags=[Flag.CRASHED])
+    with pytest.raises(ControlRunsFailed) as refused:
+        check_controls([crashed, _run(Role.REFERENCE, 0, 20.0)], 2.2)
+    assert "memory" not in str(refused.value)
