@@ -473,3 +473,19 @@ async def test_token_and_body_size_are_checked_before_the_body_is_read(start: St
         ("apply_patch", 401),
         ("write_file", 413),
     ]
+
+
+def test_the_tcp_tool_api_answers_without_waiting_for_delayed_acks() -> None:
+    """Connections the TCP listener accepts have TCP_NODELAY: with Nagle on, every response
+    whose body follows its headers in a second write waited ~40 ms for the client's ACK."""
+    import socket
+
+    from orchestrator.sandbox.server import _bind
+
+    listener = _bind("127.0.0.1", 0)
+    listener.setblocking(True)
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert client.fileno() == -1
