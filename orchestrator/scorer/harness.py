@@ -396,9 +396,11 @@ async def run_plan(
     launch: Launcher | None = None,
     emit: Emit = _emit,
     environment: dict[str, Any] | None = None,
+    isolation: str | None = None,
 ) -> HarnessResult:
     """``launch``: how runs start (default: local process groups, jailed when the plan says so).
     ``environment``: facts of the software environment (e.g. image digests) for the fingerprint.
+    ``isolation``: what confines the runs when ``launch`` does (e.g. "container"), recorded on each.
     """
     hardware = {**fingerprint.collect(), **(environment or {})}
     launch = launch or local_launcher(plan.jail)
@@ -410,6 +412,8 @@ async def run_plan(
     for index, run in enumerate(plan.runs):
         emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
         m = await _timed(plan, run, index, out_dir / "runs", untrained, launch, emit)
+        if isolation is not None:
+            m = m.model_copy(update={"isolation": isolation})
         if untrained is None and run.role is Role.BASELINE and not m.flags:
             untrained = m.step0_val_loss
         measurements.append(m)

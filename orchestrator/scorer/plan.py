@@ -165,7 +165,8 @@ class RunMeasurement(_Model):
     """End-to-end: launch to the moment the whole run was dead, on the scorer's clock."""
     output_bytes: int
     isolation: str = "none"
-    """``jail`` when the run was kernel-confined (orchestrator/scorer/jail.py)."""
+    """``jail`` when the run was kernel-confined (orchestrator/scorer/jail.py), ``container`` when
+    it ran in its own hardened container (docker backend), ``none`` when nothing confined it."""
     flags: list[Flag] = Field(default_factory=list)
     log_tail: str = ""
     curve: list[tuple[float, float]] = Field(default_factory=list)

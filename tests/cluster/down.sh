@@ -3,7 +3,25 @@
 set -euo pipefail
 state=${1:-${SPEEDRUN_CLUSTER_STATE:-/tmp/speedrun-cluster}}
 pids=()
-for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+if [ -f "$state/kubelet.pid" ]; then  # the node (node.sh): kubelet first, then every pod's containers
+    kill "$(cat "$state/kubelet.pid")" 2>/dev/null || true
+    rm -f "$state/kubelet.pid"
+    sock=$state/containerd/containerd.sock
+    if [ -S "$sock" ]; then
+        for task in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+            ctr --address "$sock" -n k8s.io tasks kill -s SIGKILL "$task" >/dev/null 2>&1 || true
+        done
+        sleep 1
+        for c in $(ctr --address "$sock" -n k8s.io containers ls -q 2>/dev/null); do
+            ctr --address "$sock" -n k8s.io tasks rm -f "$c" >/dev/null 2>&1 || true
+            ctr --address "$sock" -n k8s.io containers rm "$c" >/dev/null 2>&1 || true
+        done
+    fi
+    rm -rf /var/lib/cni/networks/speedrun  # the bridge's address leases
+    # volumes the kubelet mounted for pods (emptyDir tmpfs, projected files), deepest first
+    awk '$2 ~ "^/var/lib/speedrun-cluster/kubelet/" {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l
+fi
+for name in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
     if [ -f "$state/$name.pid" ]; then
         pid=$(cat "$state/$name.pid")
         kill "$pid" 2>/dev/null && pids+=("$pid")

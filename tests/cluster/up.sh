@@ -33,6 +33,22 @@ if [ ! -f "$pki/sa.key" ]; then
     chmod 600 "$pki"/*
 fi
 
+# The API server's client certificate for kubelets (logs, exec, port-forward), from a CA the
+# node's kubelet trusts, and the node's own bearer token (user system:node:NAME, group
+# system:nodes: the Node authorizer's naming). Kept apart so older state folders gain them.
+if [ ! -f "$pki/ca.key" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=speedrun-test-ca" \
+        -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver-kubelet-client" \
+        -keyout "$pki/apiserver-kubelet.key" -out "$pki/apiserver-kubelet.csr" 2>/dev/null
+    openssl x509 -req -in "$pki/apiserver-kubelet.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+        -CAcreateserial -days 30 -out "$pki/apiserver-kubelet.crt" 2>/dev/null
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$pki/node.token"
+    printf '%s,system:node:speedrun-node,system:node:speedrun-node,system:nodes\n' \
+        "$(cat "$pki/node.token")" >>"$pki/tokens.csv"
+    chmod 600 "$pki"/*
+fi
+
 start() {  # name, then the command; logs in $state/logs, pid in $state/NAME.pid
     local name=$1; shift
     nohup "$@" >"$state/logs/$name.log" 2>&1 &
@@ -53,7 +69,9 @@ start kube-apiserver "$bin/kube-apiserver" \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --enable-admission-plugins NamespaceLifecycle,ServiceAccount,PodSecurity,ResourceQuota,LimitRanger
+    --kubelet-client-certificate "$pki/apiserver-kubelet.crt" --kubelet-client-key "$pki/apiserver-kubelet.key" \
+    --kubelet-preferred-address-types InternalIP \
+    --enable-admission-plugins NamespaceLifecycle,ServiceAccount,PodSecurity,ResourceQuota,LimitRanger,NodeRestriction
 
 kubeconfig=$state/admin.kubeconfig
 cat >"$kubeconfig" <<KC

@@ -1,4 +1,6 @@
-"""A real control plane (tests/cluster/up.sh) for the session: etcd, API server, controllers.
+"""A real control plane (tests/cluster/up.sh) for the session: etcd, API server, controllers;
+and, for tests that run pods, this machine as its node (tests/cluster/node.sh: containerd,
+runc, a CNI bridge and a kubelet).
 
 The binaries come from tests/cluster/build.sh (Go modules, cached in Go's build cache);
 where they have not been built, these tests skip and say how to build them.
@@ -23,6 +25,7 @@ BIN = Path(os.environ.get("SPEEDRUN_CLUSTER_BIN", CLUSTER / "bin"))
 @dataclass(frozen=True)
 class Cluster:
     kubeconfig: Path
+    state: Path
 
     def kubectl(
         self, *args: str, token: str | None = None, stdin: str | None = None, check: bool = True
@@ -54,6 +57,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert up.returncode == 0, up.stderr + "".join(
             p.read_text()[-3000:] for p in (state / "logs").glob("*.log")
         )
-        yield Cluster(Path(up.stdout.strip().splitlines()[-1]))
+        yield Cluster(Path(up.stdout.strip().splitlines()[-1]), state)
     finally:
         subprocess.run([str(CLUSTER / "down.sh"), str(state)], timeout=60, env=env)
+
+
+@pytest.fixture(scope="session")
+def node(cluster: Cluster) -> Cluster:
+    """The cluster with this machine as its Ready node, holding the tiny-track image."""
+    from tests import docker_support
+
+    if os.geteuid() != 0:
+        pytest.skip("a kubelet and containerd need root")
+    docker_support.require_docker()
+    env = {**os.environ, "SPEEDRUN_CLUSTER_BIN": str(BIN)}
+    script = str(CLUSTER / "node.sh")
+    done = subprocess.run([script, str(cluster.state)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    image = f"{docker_support.IMAGE}:latest"
+    loaded = subprocess.run(
+        [script, "--load", image, "--state", str(cluster.state)], capture_output=True, text=True, timeout=600
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    return cluster

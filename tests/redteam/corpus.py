@@ -343,7 +343,10 @@ class Honest:
     name: str
     script: str
     band: tuple[float, float]
-    """FSR expected for one repeat on a loaded 2-core machine (r1 ~47 s, r2 ~20 s idle)."""
+    """FSR expected for one repeat on a loaded 2-core machine (published r1 46 s, r2 20.5 s,
+    r3 15.3 s, r4 12.9 s: record_3 1.20, record_4 1.30). With one repeat, the reference's
+    single run sets every FSR's denominator: a reference 15 % slow (seen in CI, where the
+    identical record_2 then scored 1.22) lifts every FSR by ~25 %; the upper bounds allow it."""
 
 
 def _longer(index: int, extra_steps: int) -> str:
@@ -354,9 +357,9 @@ def _longer(index: int, extra_steps: int) -> str:
 
 
 HONEST = [
-    Honest("record_2", record_script(2), (0.6, 1.4)),
-    Honest("record_2_trained_longer", _longer(2, 20), (0.45, 1.35)),
-    Honest("record_3_muon", record_script(3), (0.7, 1.7)),
-    Honest("record_4", record_script(4), (0.8, 1.8)),
-    Honest("record_4_trained_longer", _longer(4, 20), (0.7, 1.7)),
+    Honest("record_2", record_script(2), (0.6, 1.5)),
+    Honest("record_2_trained_longer", _longer(2, 20), (0.45, 1.45)),
+    Honest("record_3_muon", record_script(3), (0.7, 2.0)),
+    Honest("record_4", record_script(4), (0.8, 2.1)),
+    Honest("record_4_trained_longer", _longer(4, 20), (0.7, 2.0)),
 ]

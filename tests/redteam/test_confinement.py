@@ -246,3 +246,65 @@ def test_a_machine_that_cannot_confine_runs_is_an_infrastructure_failure(
 
 def _repo_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+async def test_a_scored_run_in_a_docker_container_cannot_reach_the_scorer_either(
+    settings: Settings, catalog: Catalog, toy_task: Task, tmp_path: Path
+) -> None:
+    """The same probes against the docker backend: the harness stays on the host, each run
+    gets its own container holding only the submission (read-only), the data (read-only)
+    and a private /tmp."""
+    from orchestrator.backends.docker.backend import DockerBackend
+    from tests import docker_support
+
+    docker_support.require_docker()
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    secret = home / "speedrun.db"
+    secret.write_bytes(b"the store")
+    settings.scoring_dir.mkdir(parents=True, exist_ok=True)
+    data = ensure_track_data(catalog.track(toy_task.track), settings.data_dir)
+    data_file = sorted(Path(settings.data_dir / "toy").glob("train_*.bin"))[0]
+    listener = socket.create_server(("0.0.0.0", 0))
+    port = listener.getsockname()[1]
+    listener.setblocking(False)
+    targets = {
+        "read": {
+            "store db": str(secret),
+            "scoring outputs": str(settings.scoring_dir),
+            "later record": str(settings.records_dir / "toy" / "r3" / "train_gpt.py"),
+            "root home": str(Path.home() / ".bashrc"),
+        },
+        "write": {
+            "scorer code in the image": "/opt/speedrun/orchestrator/scorer/harness.py",
+            "own submission": "/code/train_gpt.py",
+            "track data": str(data_file),
+        },
+        "list": {"workspaces": str(settings.workspaces_dir), "catalog": str(settings.records_dir)},
+        "port": port,
+    }
+    plan = build_plan(
+        session_id=f"redteamdocker{os.getpid()}",
+        task=toy_task,
+        data=data,
+        submissions={"probe": {"train_gpt.py": _probe_script(targets)}},
+        settings=settings.scorer,
+    )
+    probe_only = [r for r in plan.runs if r.attempt_id is not None]
+    plan = plan.model_copy(update={"runs": probe_only, "warmup": False})
+    before = {p: p.read_bytes() for p in (secret, data_file)}
+    try:
+        async with DockerBackend(settings) as backend:
+            result = await backend.run_scorer(plan, lambda e: None)
+    finally:
+        listener.close()
+    [run] = result.measurements
+    log = run.log_tail
+    assert run.isolation == "container"
+    assert run.reached_target, log
+    assert "LEAK" not in log, log
+    safe = [line for line in log.splitlines() if line.startswith("SAFE")]
+    assert len(safe) == 4 + 3 + 2 + 2 + 2 + 1, log
+    assert "uid 65534" in log
+    assert all(p.read_bytes() == data for p, data in before.items()), "a host file changed"
+    assert not docker_support.labelled(plan.session_id), "the run's container is gone"

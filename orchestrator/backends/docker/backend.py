@@ -252,6 +252,7 @@ class DockerBackend(Backend):
                 launch=launcher,
                 emit=on_event,
                 environment={"backend": "docker", "images": {str(k): v for k, v in images.items()}},
+                isolation="container",
             )
         except BackendError:
             raise
