@@ -213,6 +213,37 @@ class DockerSettings(_Section):
     """Tag of locally built environment images (``<environment image>:<tag>``)."""
 
 
+class KubernetesSettings(_Section):
+    """The kubernetes backend's cluster, placement and resources (orchestrator/backends/kubernetes/)."""
+
+    kubeconfig: Path | None = None
+    """A kubeconfig file; None: the pod's own service account (the orchestrator in-cluster)."""
+    context: str | None = None
+    namespace: str = "speedrun"
+    image_tag: str = "latest"
+    """Tag of environment images (``<environment image>:<tag>``) when the lock names no digest."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    user: int = Field(default=65534, ge=1)
+    """Every pod runs as this uid and gid (Pod Security "restricted" wants non-root)."""
+    cpu: str = "2"
+    """CPU of each pod, requests equal to limits (Kubernetes quantity)."""
+    memory_headroom_bytes: int = Field(default=1024**3, ge=0)
+    """Pod memory above the experiment/run limit, for the tool API server and start-up."""
+    ephemeral_storage_bytes: int = Field(default=4 * 1024**3, gt=0)
+    tmpfs_bytes: int = Field(default=2 * 1024**3, gt=0)
+    """Size of the in-memory /tmp (HOME and compile caches)."""
+    shm_bytes: int = Field(default=1024**3, gt=0)
+    data_claim: str | None = None
+    """PersistentVolumeClaim holding the track data, mounted read-only at the data folder's path."""
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, str]] = []
+    runtime_class: str | None = None
+    """e.g. "gvisor" where the cluster offers it."""
+    priority_class: str | None = None
+    start_timeout_s: float = Field(default=300.0, gt=0)
+    """How long a sandbox may take to be scheduled, pulled and answering."""
+
+
 class GpuSettings(_Section):
     devices: list[int] | None = None
     """GPU indices sandboxes and scorers may use; None: every GPU of the host
@@ -255,6 +286,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     budget: AgentBudget = AgentBudget()
     docker: DockerSettings = DockerSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
     gpus: GpuSettings = GpuSettings()
 
     @classmethod

@@ -1,0 +1,275 @@
+"""The kubernetes backend: a sandbox pod per attempt, a fresh Job pod per scored run.
+
+The sandbox pod runs the tool API server on its pod IP; the orchestrator (in the
+cluster, or on a node of a test cluster) reaches it there. Record files and the
+server's configuration arrive in a ConfigMap owned by the pod; the workspace is an
+emptyDir seeded from it. The scorer harness runs here, as for the docker backend,
+and starts each run as its own Job from the pristine image (runs.py). Everything
+carries the attempt's or session's labels, so `speedrun cleanup --backend
+kubernetes` finds what a dead orchestrator left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec
+from orchestrator.backends.kubernetes import cluster, manifests
+from orchestrator.backends.kubernetes.runs import PodLauncher, delete_job
+from orchestrator.errors import BackendError, ScorerError
+from orchestrator.log import get_logger
+from orchestrator.sandbox.api import SandboxConfig
+from orchestrator.sandbox.transport import async_client
+from orchestrator.scorer.harness import run_plan
+from orchestrator.scorer.plan import HarnessResult, ScoringPlan
+from orchestrator.settings import Settings
+
+log = get_logger(__name__)
+
+
+class KubernetesSandbox(Sandbox):
+    def __init__(self, attempt_id: str, pod: str, ip: str, image: str, admin: str, agent: str) -> None:
+        self.attempt_id = attempt_id
+        self.pod = pod
+        self.image = image
+        self.tool_url = f"http://{ip}:{manifests.SANDBOX_PORT}"
+        self.agent_token = agent
+        self._admin_token = admin
+
+    @property
+    def handle(self) -> dict[str, Any]:
+        return {"pod": self.pod, "url": self.tool_url, "image": self.image}
+
+    def _admin(self) -> tuple[str, str]:
+        return self.tool_url, self._admin_token
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._k8s = settings.kubernetes
+        self._instance = settings.instance_id
+        self._scoring = settings.home / "kubernetes"
+        self._api: cluster.Api | None = None
+
+    async def _cluster(self) -> cluster.Api:
+        if self._api is None:
+            self._api = await asyncio.to_thread(cluster.connect, self._k8s)
+        return self._api
+
+    def _image(self, name: str | None) -> str:
+        if not name:
+            raise BackendError("the record names no environment image; the kubernetes backend needs one")
+        return name if ":" in name or "@" in name else f"{name}:{self._k8s.image_tag}"
+
+    # --- sandbox ------------------------------------------------------------------------
+
+    async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        api = await self._cluster()
+        image = self._image(spec.image)
+        name = f"speedrun-sandbox-{spec.attempt_id}".lower()
+        agent_token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        config = SandboxConfig(
+            attempt_id=spec.attempt_id,
+            workspace=Path(manifests.WORKSPACE),
+            state_dir=Path(manifests.STATE),
+            editable=spec.editable,
+            launch_argv=[manifests.PYTHON if a == "{python}" else a for a in spec.launch_argv],
+            launch_env={
+                **spec.launch_env,
+                "PATH": manifests.PATH,
+                "LANG": "C.UTF-8",
+                "PYTHONUNBUFFERED": "1",
+            },
+            target_val_loss=spec.target_val_loss,
+            limits=spec.limits,
+            agent_token=agent_token,
+            admin_token=admin_token,
+            host="0.0.0.0",
+            port=manifests.SANDBOX_PORT,
+        )
+        labels = cluster.labels(spec.attempt_id, "sandbox", self._instance)
+        files = dict(spec.files)
+        config_map = manifests.config_map(name, labels, files, **{"config.json": config.model_dump_json()})
+        pod = manifests.sandbox_pod(
+            name=name,
+            labels=labels,
+            image=image,
+            config_map_name=name,
+            files=files,
+            memory_bytes=spec.limits.memory_bytes + self._k8s.memory_headroom_bytes,
+            gpus=spec.gpus,
+            data_dir=self._settings.data_dir,
+            settings=self._k8s,
+        )
+
+        def create() -> str:
+            with cluster.translated(f"starting the sandbox pod of {spec.attempt_id}"):
+                api.core.create_namespaced_config_map(api.namespace, config_map)
+                made = api.core.create_namespaced_pod(api.namespace, pod)
+                # the ConfigMap goes with its pod, whoever deletes the pod
+                owner = {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": made.metadata.uid}
+                api.core.patch_namespaced_config_map(
+                    name, api.namespace, {"metadata": {"ownerReferences": [owner]}}
+                )
+            return str(made.metadata.uid)
+
+        await asyncio.to_thread(create)
+        try:
+            ip = await self._wait_ready(api, name)
+        except BackendError:
+            await self._delete_owned(lambda owner: owner == spec.attempt_id)
+            raise
+        sandbox = KubernetesSandbox(spec.attempt_id, name, ip, image, admin_token, agent_token)
+        log.info("sandbox pod started", pod=name, ip=ip, image=image)
+        return sandbox
+
+    async def _wait_ready(self, api: cluster.Api, name: str) -> str:
+        """The pod's IP once its tool API answers. Raises: ImageMissing, BackendError."""
+        deadline = time.monotonic() + self._k8s.start_timeout_s
+        while time.monotonic() < deadline:
+            with cluster.translated(f"reading sandbox pod {name}"):
+                pod = await asyncio.to_thread(api.core.read_namespaced_pod, name, api.namespace)
+            statuses = (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])
+            cluster.check_images(statuses, "sandbox")
+            if pod.status.phase in ("Failed", "Succeeded"):
+                raise BackendError(
+                    f"sandbox pod {name} ended before its tool API answered: {pod.status.reason}"
+                )
+            if pod.status.phase == "Running" and pod.status.pod_ip:
+                url = f"http://{pod.status.pod_ip}:{manifests.SANDBOX_PORT}"
+                try:
+                    async with async_client(url, timeout=2.0) as http:
+                        (await http.get("/healthz")).raise_for_status()
+                    return str(pod.status.pod_ip)
+                except httpx.HTTPError:
+                    pass
+            await asyncio.sleep(0.2)
+        raise BackendError(f"sandbox pod {name} did not answer within {self._k8s.start_timeout_s:.0f}s")
+
+    async def stop_sandbox(self, sandbox: Sandbox, *, interrupted: bool) -> None:
+        assert isinstance(sandbox, KubernetesSandbox)
+        await self.reclaim(sandbox.attempt_id, sandbox.handle)
+
+    async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
+        owners = {attempt_id}
+        if "scoring_session" in handle:
+            owners.add(handle["scoring_session"])
+        await self._delete_owned(lambda owner: owner in owners)
+
+    # --- scorer -------------------------------------------------------------------------
+
+    async def run_scorer(self, plan: ScoringPlan, on_event: EventSink) -> HarnessResult:
+        api = await self._cluster()
+        images = {name: self._image(name) for name in {r.image for r in plan.runs}}
+        root = self._scoring / plan.session_id
+        root.mkdir(parents=True, exist_ok=True)
+        name = f"speedrun-score-{plan.session_id}".lower()
+        files: dict[str, bytes] = {}
+        keys: dict[str, dict[str, str]] = {}
+        for set_name, file_set in plan.file_sets.items():
+            keys[set_name] = {}
+            for path, text in file_set.items():
+                keys[set_name][path] = f"f{len(files)}"
+                files[f"{set_name}/{path}"] = text.encode()
+        config_map = manifests.config_map(
+            name, cluster.labels(plan.session_id, "scorer", self._instance), files
+        )
+        with cluster.translated("storing the scored files"):
+            await asyncio.to_thread(api.core.create_namespaced_config_map, api.namespace, config_map)
+        launcher = PodLauncher(
+            api,
+            self._k8s,
+            images,
+            plan.session_id,
+            name,
+            keys,
+            self._settings.data_dir,
+            self._instance,
+            plan.gpus,
+        )
+        try:
+            return await run_plan(
+                plan,
+                root,
+                launch=launcher,
+                emit=on_event,
+                environment={"backend": "kubernetes", "images": {str(k): v for k, v in images.items()}},
+                isolation="pod",
+            )
+        except BackendError:
+            raise
+        except (OSError, ValueError) as e:
+            raise ScorerError(f"scorer harness failed: {type(e).__name__}: {e}") from e
+        finally:
+            await self._delete_owned(lambda owner: owner == plan.session_id)
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+    # --- leftovers ----------------------------------------------------------------------
+
+    async def cleanup(self, keep: Collection[str]) -> list[str]:
+        return await self._delete_owned(lambda owner: owner not in keep)
+
+    async def _delete_owned(self, doomed: Callable[[str], bool]) -> list[str]:
+        """Delete our Jobs, pods and ConfigMaps whose owner label ``doomed`` picks; wait until gone."""
+        api = await self._cluster()
+        found = self._k8s_selector()
+
+        def sweep() -> list[str]:
+            from kubernetes.client.exceptions import ApiException
+
+            removed = []
+            with cluster.translated("listing labelled resources"):
+                jobs = api.batch.list_namespaced_job(api.namespace, label_selector=found).items
+                pods = api.core.list_namespaced_pod(api.namespace, label_selector=found).items
+                maps = api.core.list_namespaced_config_map(api.namespace, label_selector=found).items
+            for job in jobs:
+                if doomed(job.metadata.labels.get(cluster.LABEL_OWNER, "")):
+                    delete_job(api, job.metadata.name)
+                    removed.append(f"job {job.metadata.name}")
+            for kind, items, delete in (
+                ("pod", pods, api.core.delete_namespaced_pod),
+                ("configmap", maps, api.core.delete_namespaced_config_map),
+            ):
+                for item in items:
+                    if not doomed(item.metadata.labels.get(cluster.LABEL_OWNER, "")):
+                        continue
+                    try:
+                        delete(item.metadata.name, api.namespace, grace_period_seconds=0)
+                    except ApiException as e:
+                        if not cluster.absent(e):
+                            raise BackendError(f"deleting {kind} {item.metadata.name}: {e.status}") from e
+                    removed.append(f"{kind} {item.metadata.name}")
+            _wait_gone(api, found, doomed)
+            return removed
+
+        return await asyncio.to_thread(sweep)
+
+    def _k8s_selector(self) -> str:
+        return cluster.selector(self._instance)
+
+    async def aclose(self) -> None:
+        if self._api is not None:
+            await asyncio.to_thread(self._api.core.api_client.close)
+            self._api = None
+
+
+def _wait_gone(api: cluster.Api, found: str, doomed: Callable[[str], bool], timeout_s: float = 60) -> None:
+    """Deletion is asynchronous: return once no doomed pod is left (a leak check may follow)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pods = api.core.list_namespaced_pod(api.namespace, label_selector=found).items
+        if not [p for p in pods if doomed(p.metadata.labels.get(cluster.LABEL_OWNER, ""))]:
+            return
+        time.sleep(0.2)
+    raise BackendError(f"pods labelled {found} still present after {timeout_s:.0f}s")

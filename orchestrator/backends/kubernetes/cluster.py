@@ -1,0 +1,114 @@
+"""The Kubernetes API seen through the kubernetes client: connection, error translation, labels.
+
+The client is synchronous; callers run these helpers in worker threads. Every API
+error is translated here into our infrastructure errors: never the agent's or the
+submission's fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import BackendError
+from orchestrator.settings import KubernetesSettings
+
+PROJECT = "speedrun-orchestrator"
+LABEL_PROJECT = "speedrun.io/project"
+LABEL_OWNER = "speedrun.io/owner"
+"""The attempt (sandbox) or scoring session (scorer) a resource belongs to."""
+LABEL_ROLE = "speedrun.io/role"
+LABEL_INSTANCE = "speedrun.io/instance"  # the orchestrator home: one home's cleanup spares another's
+LABEL_RUN = "speedrun.io/run"
+
+
+class ClusterUnavailable(BackendError):
+    code = "kubernetes_unavailable"
+
+
+class ImageMissing(BackendError):
+    code = "image_missing"
+
+
+@dataclass(frozen=True)
+class Api:
+    core: Any
+    batch: Any
+    namespace: str
+
+
+def labels(owner: str, role: str, instance: str, **extra: str) -> dict[str, str]:
+    return {LABEL_PROJECT: PROJECT, LABEL_OWNER: owner, LABEL_ROLE: role, LABEL_INSTANCE: instance, **extra}
+
+
+def selector(instance: str, **more: str) -> str:
+    pairs = {LABEL_PROJECT: PROJECT, LABEL_INSTANCE: instance, **more}
+    return ",".join(f"{k}={v}" for k, v in pairs.items())
+
+
+def connect(settings: KubernetesSettings) -> Api:
+    """The configured cluster: a kubeconfig when one is named, else the pod's service account.
+
+    Raises: ClusterUnavailable (client not installed, no configuration, API server down).
+    """
+    try:
+        from kubernetes import client, config
+    except ImportError as e:
+        raise ClusterUnavailable(
+            "the kubernetes backend needs its client: pip install 'speedrun-orchestrator[kubernetes]'"
+        ) from e
+    try:
+        if settings.kubeconfig is not None:
+            api_client = config.new_client_from_config(str(settings.kubeconfig), context=settings.context)
+        else:
+            config.load_incluster_config()
+            api_client = client.ApiClient()
+        core = client.CoreV1Api(api_client)
+        core.list_namespaced_pod(settings.namespace, limit=1)
+    except config.ConfigException as e:
+        raise ClusterUnavailable(f"no Kubernetes configuration: {e}") from e
+    except Exception as e:
+        raise ClusterUnavailable(f"Kubernetes API unreachable or refusing ({_brief(e)})") from e
+    return Api(core=core, batch=client.BatchV1Api(api_client), namespace=settings.namespace)
+
+
+@contextmanager
+def translated(action: str) -> Iterator[None]:
+    """API and connection errors raised inside become BackendError subclasses."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except ApiException as e:
+        raise BackendError(f"{action}: {_brief(e)}") from e
+    except (HTTPError, OSError) as e:
+        raise ClusterUnavailable(f"{action}: Kubernetes API unreachable: {e}") from e
+
+
+_PULL_FAILURES = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+
+
+def check_images(statuses: list[Any], what: str) -> None:
+    """Raises ImageMissing when a container of ``what`` waits on an image it cannot get."""
+    for status in statuses:
+        waiting = status.state.waiting
+        if waiting is not None and waiting.reason in _PULL_FAILURES:
+            raise ImageMissing(
+                f"{what} image {status.image} is not available to the node ({waiting.reason}): "
+                "load or push it (speedrun images build/push)"
+            )
+
+
+def absent(e: BaseException) -> bool:
+    """True for the API's 404: the object is already gone."""
+    return getattr(e, "status", None) == 404
+
+
+def _brief(e: BaseException) -> str:
+    status, reason, body = (getattr(e, k, None) for k in ("status", "reason", "body"))
+    if status is None:
+        return str(e)[:500]
+    return f"{status} {reason}: {str(body or '')[:500]}"

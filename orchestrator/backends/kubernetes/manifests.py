@@ -1,0 +1,272 @@
+"""Pod, Job and ConfigMap manifests of the kubernetes backend, as plain dicts.
+
+Every pod meets Pod Security "restricted": non-root uid, no privilege escalation, all
+capabilities dropped, RuntimeDefault seccomp, read-only root with emptyDirs for what
+must be written, and no service-account token. Requests equal limits (CPU, memory,
+ephemeral storage, GPUs) so a pod is Guaranteed and never squeezed by a neighbour.
+Files travel in ConfigMaps: the record's files and the tool API's configuration into
+a sandbox, the run's files into a scorer pod, read-only.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrator.settings import KubernetesSettings
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PYTHON = "python3"
+WORKSPACE = "/sandbox/workspace"
+STATE = "/sandbox/state"
+CONFIG = "/sandbox/config"
+SEED = "/sandbox/seed"
+CODE = "/code"
+SANDBOX_PORT = 8080
+
+# copies the seed files (ConfigMap keys, read-only) into the writable workspace
+_SEED = (
+    "import os, shutil, sys\n"
+    "for rel in sys.argv[1:]:\n"
+    f"    dst = os.path.join({WORKSPACE!r}, rel)\n"
+    "    os.makedirs(os.path.dirname(dst), exist_ok=True)\n"
+    f"    shutil.copyfile(os.path.join({SEED!r}, rel), dst)\n"
+)
+
+
+def config_map(
+    name: str, labels: Mapping[str, str], files: Mapping[str, bytes], **text: str
+) -> dict[str, Any]:
+    """``files`` under keys f0, f1... (paths may hold '/', keys may not); ``text`` as named."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "binaryData": {f"f{i}": base64.b64encode(data).decode() for i, data in enumerate(files.values())},
+        "data": dict(text),
+    }
+
+
+def file_items(files: Mapping[str, bytes], keys: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """Volume items placing each file at its path (keys as ``config_map`` named them)."""
+    names = keys or {path: f"f{i}" for i, path in enumerate(files)}
+    return [{"key": names[path], "path": path} for path in files]
+
+
+def sandbox_pod(
+    *,
+    name: str,
+    labels: Mapping[str, str],
+    image: str,
+    config_map_name: str,
+    files: Mapping[str, bytes],
+    memory_bytes: int,
+    gpus: int,
+    data_dir: Path,
+    settings: KubernetesSettings,
+) -> dict[str, Any]:
+    """The tool API server on SANDBOX_PORT, its workspace seeded by an init container."""
+    volumes = [
+        {"name": "seed", "configMap": {"name": config_map_name, "items": file_items(files)}},
+        {
+            "name": "config",
+            "configMap": {
+                "name": config_map_name,
+                "items": [{"key": "config.json", "path": "config.json"}],
+                "defaultMode": 0o440,
+            },
+        },
+        _empty("workspace", settings.ephemeral_storage_bytes),
+        _empty("state", settings.ephemeral_storage_bytes),
+        *_scratch(settings),
+        *_data_volume(settings),
+    ]
+    seed = _container(
+        "seed",
+        image,
+        [PYTHON, "-c", _SEED, *files],
+        settings,
+        memory_bytes=256 * 1024**2,
+        gpus=0,
+        mounts=[("seed", SEED, True), ("workspace", WORKSPACE, False)],
+    )
+    server = _container(
+        "sandbox",
+        image,
+        [PYTHON, "-m", "orchestrator.sandbox.server", f"{CONFIG}/config.json"],
+        settings,
+        memory_bytes=memory_bytes,
+        gpus=gpus,
+        mounts=[
+            ("config", CONFIG, True),
+            ("workspace", WORKSPACE, False),
+            ("state", STATE, False),
+            ("tmp", "/tmp", False),
+            ("shm", "/dev/shm", False),
+            *_data_mount(settings, data_dir),
+        ],
+    )
+    server["ports"] = [{"name": "tools", "containerPort": SANDBOX_PORT}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            **_pod_spec(settings),
+            "restartPolicy": "Never",
+            "initContainers": [seed],
+            "containers": [server],
+            "volumes": volumes,
+        },
+    }
+
+
+def run_job(
+    *,
+    name: str,
+    labels: Mapping[str, str],
+    image: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    config_map_name: str,
+    items: list[dict[str, str]],
+    memory_bytes: int,
+    gpus: int,
+    deadline_s: float,
+    data_dir: Path,
+    settings: KubernetesSettings,
+) -> dict[str, Any]:
+    """One scored run in a fresh pod: the run's files read-only at CODE, nothing else of ours.
+
+    A pod lost to a disruption (node drain, preemption) is replaced without counting as a
+    failure; any exit code of the run itself ends the Job at once (the scorer judges it).
+    """
+    run = _container(
+        "run",
+        image,
+        argv,
+        settings,
+        memory_bytes=memory_bytes,
+        gpus=gpus,
+        mounts=[
+            ("code", CODE, True),
+            ("tmp", "/tmp", False),
+            ("shm", "/dev/shm", False),
+            *_data_mount(settings, data_dir),
+        ],
+        env=env,
+    )
+    run["workingDir"] = CODE
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": max(1, int(deadline_s)),
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                    {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [0]}},
+                ]
+            },
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    **_pod_spec(settings),
+                    "restartPolicy": "Never",
+                    "containers": [run],
+                    "volumes": [
+                        {"name": "code", "configMap": {"name": config_map_name, "items": items}},
+                        *_scratch(settings),
+                        *_data_volume(settings),
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _pod_spec(settings: KubernetesSettings) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.user,
+            "runAsGroup": settings.user,
+            "fsGroup": settings.user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # torchrun --standalone resolves its own hostname
+        "hostname": "localhost",
+    }
+    if settings.node_selector:
+        spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        spec["tolerations"] = [dict(t) for t in settings.tolerations]
+    if settings.runtime_class:
+        spec["runtimeClassName"] = settings.runtime_class
+    if settings.priority_class:
+        spec["priorityClassName"] = settings.priority_class
+    return spec
+
+
+def _container(
+    name: str,
+    image: str,
+    command: list[str],
+    settings: KubernetesSettings,
+    *,
+    memory_bytes: int,
+    gpus: int,
+    mounts: list[tuple[str, str, bool]],
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    amounts = {
+        "cpu": settings.cpu,
+        "memory": str(memory_bytes),
+        "ephemeral-storage": str(settings.ephemeral_storage_bytes),
+    }
+    if gpus:
+        amounts["nvidia.com/gpu"] = str(gpus)
+    base_env = {"HOME": "/tmp", "PATH": PATH, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": command,
+        "env": [{"name": k, "value": v} for k, v in {**base_env, **(env or {})}.items()],
+        "resources": {"requests": amounts, "limits": dict(amounts)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": v, "mountPath": at, "readOnly": ro} for v, at, ro in mounts],
+    }
+
+
+def _empty(name: str, size_bytes: int, memory: bool = False) -> dict[str, Any]:
+    source: dict[str, Any] = {"sizeLimit": str(size_bytes)}
+    if memory:
+        source["medium"] = "Memory"
+    return {"name": name, "emptyDir": source}
+
+
+def _scratch(settings: KubernetesSettings) -> list[dict[str, Any]]:
+    """/tmp (HOME and compile caches) and a /dev/shm of an explicit size, both in memory."""
+    return [_empty("tmp", settings.tmpfs_bytes, memory=True), _empty("shm", settings.shm_bytes, memory=True)]
+
+
+def _data_volume(settings: KubernetesSettings) -> list[dict[str, Any]]:
+    if settings.data_claim is None:
+        return []
+    return [{"name": "data", "persistentVolumeClaim": {"claimName": settings.data_claim, "readOnly": True}}]
+
+
+def _data_mount(settings: KubernetesSettings, data_dir: Path) -> list[tuple[str, str, bool]]:
+    """The track data at the orchestrator's own path, so the records' data env applies as is."""
+    return [] if settings.data_claim is None else [("data", str(data_dir), True)]

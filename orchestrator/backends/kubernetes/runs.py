@@ -1,0 +1,231 @@
+"""One scorer run as a Job with one fresh pod, timed from outside it.
+
+The pod holds the run's files read-only (a ConfigMap) and the track data read-only (a
+claim), nothing else of ours. Its log is followed through the API server and every
+line is timestamped here, on arrival, with this process's clock. On the target line,
+a timeout or an output flood the Job is deleted before anything is read back; an OOM
+kill is read from the container's terminated state and reported as the memory limit.
+A pod lost to a disruption is replaced by the Job (podFailurePolicy): the run starts
+over in the new pod and is timed from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrator.backends.kubernetes import cluster, manifests
+from orchestrator.errors import BackendError
+from orchestrator.log import get_logger
+from orchestrator.runtime.process import ExitReason, LineWatcher, OutputLines, ProcessLimits, ProcessResult
+from orchestrator.scorer.harness import fresh_home
+from orchestrator.scorer.plan import PlannedRun
+from orchestrator.settings import KubernetesSettings
+
+log = get_logger(__name__)
+
+_HOME = "/tmp/home"
+_POLL_S = 0.2
+
+
+class PodLauncher:
+    """The harness's Launcher for the kubernetes backend (one Job per run)."""
+
+    def __init__(
+        self,
+        api: cluster.Api,
+        settings: KubernetesSettings,
+        images: Mapping[str | None, str],
+        session_id: str,
+        files_config_map: str,
+        file_keys: Mapping[str, Mapping[str, str]],
+        data_dir: Path,
+        instance: str,
+        gpus: int,
+    ) -> None:
+        self._api = api
+        self._settings = settings
+        self._images = images
+        self._session = session_id
+        self._config_map = files_config_map
+        self._keys = file_keys
+        self._data_dir = data_dir
+        self._instance = instance
+        self._gpus = gpus
+
+    async def __call__(
+        self,
+        run: PlannedRun,
+        work: Path,
+        env: dict[str, str],
+        limits: ProcessLimits,
+        label: str,
+        on_line: LineWatcher,
+    ) -> ProcessResult:
+        argv = [manifests.PYTHON if a == "{python}" else a for a in run.argv]
+        name = f"speedrun-score-{self._session}-{label}"[:63].rstrip("-").lower()
+        keys = self._keys[run.files]
+        job = manifests.run_job(
+            name=name,
+            labels=cluster.labels(self._session, "scorer", self._instance, **{cluster.LABEL_RUN: label}),
+            image=self._images[run.image],
+            argv=argv,
+            env={**env, **fresh_home(_HOME)},
+            config_map_name=self._config_map,
+            items=[{"key": key, "path": path} for path, key in keys.items()],
+            memory_bytes=(limits.memory_bytes or 8 * 1024**3) + self._settings.memory_headroom_bytes,
+            gpus=self._gpus,
+            deadline_s=limits.timeout_s + self._settings.start_timeout_s,
+            data_dir=self._data_dir,
+            settings=self._settings,
+        )
+        api = self._api
+        with cluster.translated(f"creating the scorer Job of {label}"):
+            await asyncio.to_thread(api.batch.create_namespaced_job, api.namespace, job)
+        try:
+            return await _watch(
+                api, name, limits, work / "output.log", on_line, self._settings.start_timeout_s
+            )
+        finally:
+            await asyncio.to_thread(delete_job, api, name)
+
+
+def delete_job(api: cluster.Api, name: str) -> None:
+    """Delete a Job and its pods at once; already gone is fine."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api.batch.delete_namespaced_job(
+            name, api.namespace, propagation_policy="Foreground", grace_period_seconds=0
+        )
+    except ApiException as e:
+        if not cluster.absent(e):
+            raise BackendError(f"deleting Job {name}: {e.status} {e.reason}") from e
+
+
+async def _watch(
+    api: cluster.Api,
+    job: str,
+    limits: ProcessLimits,
+    log_path: Path,
+    on_line: LineWatcher,
+    start_timeout_s: float,
+) -> ProcessResult:
+    start = time.monotonic()
+    with log_path.open("wb") as log_file:
+        while True:
+            pod = await _started_pod(api, job, start + start_timeout_s)
+            output = OutputLines(limits, log_file, start)
+            reason = await _follow(api, pod, output, limits, start, on_line)
+            if reason is not ExitReason.EXITED:
+                break
+            state = await asyncio.to_thread(_terminated, api, pod)
+            if state.get("disrupted"):  # the Job makes a new pod: the run starts over there
+                log.warning("scorer pod disrupted; the run starts over", pod=pod)
+                start = time.monotonic()
+                continue
+            break
+        wall_s = time.monotonic() - start
+    returncode = None
+    if reason is ExitReason.EXITED:
+        if state.get("reason") == "OOMKilled":
+            reason = ExitReason.MEMORY_LIMIT
+        else:
+            returncode = state.get("exit_code")
+    return ProcessResult(
+        reason=reason,
+        returncode=returncode,
+        wall_s=wall_s,
+        output_bytes=output.total,
+        tail=output.tail(),
+        peak_rss_bytes=0,
+    )
+
+
+async def _started_pod(api: cluster.Api, job: str, deadline: float) -> str:
+    """The Job's newest pod once its container has started (its log can be followed)."""
+    while time.monotonic() < deadline:
+        with cluster.translated(f"reading the pods of Job {job}"):
+            pods = await asyncio.to_thread(
+                api.core.list_namespaced_pod, api.namespace, label_selector=f"job-name={job}"
+            )
+        live = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp, reverse=True)
+        for pod in live[:1]:
+            cluster.check_images(pod.status.container_statuses or [], "scorer")
+            for status in pod.status.container_statuses or []:
+                if status.state.running is not None or status.state.terminated is not None:
+                    return str(pod.metadata.name)
+        await asyncio.sleep(_POLL_S)
+    raise BackendError(f"the scorer pod of Job {job} did not start in time")
+
+
+async def _follow(
+    api: cluster.Api, pod: str, output: OutputLines, limits: ProcessLimits, start: float, on_line: LineWatcher
+) -> ExitReason:
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+    with cluster.translated(f"following the log of {pod}"):
+        stream = await asyncio.to_thread(
+            api.core.read_namespaced_pod_log,
+            pod,
+            api.namespace,
+            container="run",
+            follow=True,
+            _preload_content=False,
+        )
+
+    def pump() -> None:
+        try:
+            for chunk in stream.stream(64 * 1024):
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+        except Exception as e:  # the stream breaks when the pod is deleted
+            log.debug("scorer log stream ended", error=str(e))
+        finally:
+            loop.call_soon_threadsafe(chunks.put_nowait, None)
+
+    threading.Thread(target=pump, name="scorer-log", daemon=True).start()
+    deadline = start + limits.timeout_s
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return ExitReason.TIMED_OUT
+            try:
+                chunk = await asyncio.wait_for(chunks.get(), timeout=remaining)
+            except TimeoutError:
+                return ExitReason.TIMED_OUT
+            lines = output.flush() if chunk is None else output.feed(chunk)
+            if output.total > limits.max_output_bytes:
+                return ExitReason.OUTPUT_LIMIT
+            for line in lines:
+                if on_line(line):
+                    return ExitReason.STOPPED
+            if chunk is None:
+                return ExitReason.EXITED
+    finally:
+        with contextlib.suppress(Exception):
+            stream.close()
+
+
+def _terminated(api: cluster.Api, pod: str) -> dict[str, Any]:
+    """Exit code and reason of the run's container once it stopped; whether a disruption took it."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with cluster.translated(f"reading pod {pod}"):
+            found = api.core.read_namespaced_pod(pod, api.namespace)
+        conditions = {c.type: c.status for c in found.status.conditions or []}
+        for status in found.status.container_statuses or []:
+            done = status.state.terminated
+            if done is not None:
+                return {
+                    "exit_code": done.exit_code,
+                    "reason": done.reason,
+                    "disrupted": conditions.get("DisruptionTarget") == "True",
+                }
+        time.sleep(_POLL_S)
+    raise BackendError(f"scorer pod {pod} ended its log but not its container")
