@@ -24,8 +24,10 @@ from orchestrator.scorer.plan import Flag, Role
 from orchestrator.scorer.session import build_plan
 from orchestrator.settings import SandboxLimits, Settings
 from tests import docker_support
+from tests.kubernetes.conftest import cluster, kubernetes_settings, node  # noqa: F401
+from tests.kubernetes.conftest import labelled as kubernetes_labelled
 
-BACKENDS = ["local", "docker"]
+BACKENDS = ["local", "docker", "kubernetes"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -36,8 +38,16 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def backend(backend_name: str, settings: Settings) -> AsyncIterator[Backend]:
-    async with create_backend(backend_name, settings) as b:
+def backend_settings(backend_name: str, settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """``settings``, pointed at the test cluster for the kubernetes backend."""
+    if backend_name == "kubernetes":
+        return request.getfixturevalue("kubernetes_settings")
+    return settings
+
+
+@pytest.fixture
+async def backend(backend_name: str, backend_settings: Settings) -> AsyncIterator[Backend]:
+    async with create_backend(backend_name, backend_settings) as b:
         yield b
 
 
@@ -61,6 +71,8 @@ def _leftovers(backend: Backend | str, owner: str) -> list[str]:
     name = backend if isinstance(backend, str) else backend.name
     if name == "docker":
         return docker_support.labelled(owner)
+    if name == "kubernetes":
+        return kubernetes_labelled(owner)
     return [f"process {pid}" for pid in procs.find_labelled(f"speedrun/{owner}/")]
 
 
@@ -105,12 +117,12 @@ async def test_experiment_runs_inside_the_sandbox_with_budget(
 
 
 async def test_reclaim_by_a_fresh_backend_removes_everything(
-    backend_name: str, settings: Settings, catalog: Catalog, toy_task: Task
+    backend_name: str, settings: Settings, backend_settings: Settings, catalog: Catalog, toy_task: Task
 ) -> None:
-    async with create_backend(backend_name, settings) as first:
+    async with create_backend(backend_name, backend_settings) as first:
         sandbox = await first.start_sandbox(_spec(toy_task, settings, catalog, "conf3"))
     handle = json.loads(json.dumps(sandbox.handle))  # as stored, then read back by a successor
-    async with create_backend(backend_name, settings) as successor:
+    async with create_backend(backend_name, backend_settings) as successor:
         await successor.reclaim("conf3", handle)
     deadline = time.monotonic() + 5
     while _leftovers(backend_name, "conf3") and time.monotonic() < deadline:
@@ -136,11 +148,11 @@ async def test_cleanup_removes_leftovers_but_keeps_live_attempts(
 
 
 async def test_cleanup_leaves_other_instances_alone(
-    backend: Backend, settings: Settings, catalog: Catalog, toy_task: Task
+    backend: Backend, settings: Settings, backend_settings: Settings, catalog: Catalog, toy_task: Task
 ) -> None:
     """Two homes on one host: one's cleanup must not reap the other's attempts."""
     sandbox = await backend.start_sandbox(_spec(toy_task, settings, catalog, "confmine"))
-    other_settings = settings.model_copy(update={"home": settings.home / "other-home"})
+    other_settings = backend_settings.model_copy(update={"home": settings.home / "other-home"})
     try:
         async with create_backend(backend.name, other_settings) as other:
             removed = await other.cleanup(keep=set())

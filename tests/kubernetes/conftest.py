@@ -8,14 +8,17 @@ where they have not been built, these tests skip and say how to build them.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from orchestrator.settings import Settings
 from tests.conftest import REPO
 
 CLUSTER = REPO / "tests" / "cluster"
@@ -80,3 +83,70 @@ def node(cluster: Cluster) -> Cluster:
     )
     assert loaded.returncode == 0, loaded.stderr
     return cluster
+
+
+_NODES: list[Cluster] = []
+"""The session's cluster once a test asked for its node (for ``labelled``)."""
+
+
+def labelled(owner: str) -> list[str]:
+    """Pods, Jobs and ConfigMaps labelled with ``owner`` still in the cluster."""
+    if not _NODES:
+        return []
+    found = _NODES[0].kubectl(
+        "get", "pods,jobs,configmaps", "-n", "speedrun", "-l", f"speedrun.io/owner={owner}", "-o", "name"
+    )
+    return found.stdout.split()
+
+
+@pytest.fixture
+def kubernetes_settings(node: Cluster, settings: Settings) -> Iterator[Settings]:
+    """``settings`` for the kubernetes backend on the test cluster: its namespace, images from
+    the node (never pulled), and this test's data folder as a read-only claim."""
+    from orchestrator.settings import KubernetesSettings
+
+    if not _NODES:
+        _NODES.append(node)
+        node.kubectl("apply", "-f", str(REPO / "k8s" / "base" / "namespace.yaml"))
+        node.kubectl("wait", "--for=create", "serviceaccount/default", "-n", "speedrun", "--timeout=60s")
+    claim = f"data-{uuid.uuid4().hex[:10]}"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": claim},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "hostPath": {"path": str(settings.data_dir), "type": "Directory"},
+            "claimRef": {"namespace": "speedrun", "name": claim},
+        },
+    }
+    claimed = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "namespace": "speedrun"},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": claim,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    node.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [volume, claimed]})
+    )
+    k8s = KubernetesSettings(
+        kubeconfig=node.kubeconfig,
+        image_pull_policy="Never",
+        data_claim=claim,
+        cpu="500m",
+        memory_headroom_bytes=256 * 1024**2,
+        start_timeout_s=120,
+    )
+    try:
+        yield settings.model_copy(update={"kubernetes": k8s})
+    finally:
+        node.kubectl("delete", "pvc", claim, "-n", "speedrun", "--wait=false", check=False)
+        node.kubectl("delete", "pv", claim, "--wait=false", check=False)
