@@ -90,3 +90,13 @@ def test_real_requests_meet_the_same_answers(cluster: Cluster, token: str) -> No
     assert secret.returncode != 0 and "forbidden" in secret.stderr.lower(), secret.stderr
     other = cluster.kubectl("create", "-n", "elsewhere", "-f", "-", stdin=probe, token=token, check=False)
     assert other.returncode != 0 and "forbidden" in other.stderr.lower(), other.stderr
+
+
+@pytest.mark.parametrize("overlay", sorted(p.name for p in (REPO / "k8s" / "overlays").iterdir()))
+def test_every_overlay_passes_a_server_side_dry_run(cluster: Cluster, token: str, overlay: str) -> None:
+    """Must-show 5: the API server validates and admits every object of each overlay."""
+    done = cluster.kubectl(
+        "apply", "--dry-run=server", "-k", str(REPO / "k8s" / "overlays" / overlay), check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "deployment.apps/speedrun-orchestrator" in done.stdout
