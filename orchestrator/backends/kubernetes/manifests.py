@@ -200,8 +200,6 @@ def _pod_spec(settings: KubernetesSettings) -> dict[str, Any]:
             "fsGroup": settings.user,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # torchrun --standalone resolves its own hostname
-        "hostname": "localhost",
     }
     if settings.node_selector:
         spec["nodeSelector"] = dict(settings.node_selector)
