@@ -137,7 +137,8 @@ def build(target: ImageTarget, repo: Path, staging: Path, tag: str, progress: Pr
         app = staging / f"{target.name}-app"
         shutil.rmtree(app, ignore_errors=True)
         ignore = shutil.ignore_patterns("__pycache__")
-        shutil.copytree(repo / "orchestrator", app / "orchestrator", ignore=ignore)
+        for folder in target.context:
+            shutil.copytree(repo / folder, app / folder, ignore=ignore)
         progress(f"building {ref} on {env_ref}")
         docker(
             "build", "-q", "-f", str(repo / target.dockerfile), "--build-arg", f"ENV_IMAGE={env_ref}",

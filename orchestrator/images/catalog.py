@@ -27,6 +27,9 @@ class ImageTarget(BaseModel):
     env_dockerfile: str | None = None
     target: str | None = None
     """Environment group of a multi-group Dockerfile (build-arg TORCH_GROUP)."""
+    context: list[str] = ["orchestrator"]
+    """host-env: the repository folders copied onto the environment layer. Sandbox and scorer
+    images hold the orchestrator package only: never the catalog with later records."""
 
 
 class LockEntry(BaseModel):

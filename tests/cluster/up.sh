@@ -5,7 +5,8 @@
 #   tests/cluster/up.sh [STATE_DIR]   # prints the admin kubeconfig's path when ready
 #   tests/cluster/down.sh [STATE_DIR]
 #
-# Everything listens on loopback. The admin credential is a static bearer token
+# Everything listens on loopback but the API server, which pods also reach through the
+# node's bridge (10.244.0.1): it admits only holders of its tokens and certificates. The admin credential is a static bearer token
 # written into STATE_DIR/admin.kubeconfig (mode 0600); service accounts get real
 # signed tokens (TokenRequest), so RBAC is checked as in any cluster.
 set -euo pipefail
@@ -26,7 +27,7 @@ if [ ! -f "$pki/sa.key" ]; then
     openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
     openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=speedrun-test-cluster" \
-        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -addext "subjectAltName=IP:127.0.0.1,IP:10.244.0.1,DNS:localhost" \
         -keyout "$pki/serving.key" -out "$pki/serving.crt" 2>/dev/null
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$pki/admin.token"
     printf '%s,speedrun-admin,speedrun-admin,system:masters\n' "$(cat "$pki/admin.token")" >"$pki/tokens.csv"
@@ -62,7 +63,7 @@ start etcd "$bin/etcd" --data-dir "$state/etcd" \
 
 start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers http://127.0.0.1:12379 \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
+    --bind-address 0.0.0.0 --advertise-address 127.0.0.1 --secure-port "$port" \
     --tls-cert-file "$pki/serving.crt" --tls-private-key-file "$pki/serving.key" \
     --token-auth-file "$pki/tokens.csv" \
     --authorization-mode Node,RBAC --allow-privileged=true \
