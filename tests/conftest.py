@@ -7,6 +7,7 @@ scripts run in tests marked ``slow``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,17 @@ def run_cli(
         env={**os.environ, **(env or {})},
         cwd=REPO,
     )
+
+
+def scored_with_a_speedup(result: subprocess.CompletedProcess[str]) -> dict:
+    """The JSON row of a `speedrun run --json` that ended scored, faster than the baseline
+    and with FSR over 0.5 (the agent applied the next record's change)."""
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert (row["outcome"], row["reached_target"]) == ("scored", True), row
+    assert row["submission_seconds"] < row["baseline_seconds"], "the scorer confirms the speedup"
+    assert row["fsr"] > 0.5, row
+    return row
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, scored_with_a_speedup
 from tests.scripted_llm import Say, config_toml, scripted_server
 
 TINY = REPO / "records" / "tiny"
@@ -76,11 +76,7 @@ def test_aide_search_on_tiny_is_scored(speedrun_env: dict[str, str], tmp_path: P
             env=env,
             timeout=1400,
         )
-        assert result.returncode == 0, result.stderr
-        row = json.loads(result.stdout)
-        assert (row["outcome"], row["reached_target"]) == ("scored", True), row
-        assert row["submission_seconds"] < row["baseline_seconds"], "the scorer confirms the speedup"
-        assert row["fsr"] > 0.5, row
+        row = scored_with_a_speedup(result)
 
         bodies = [json.dumps(r.body) for r in server.requests]
         assert len(bodies) == 3, "the dummy ideator makes no model call; the coder makes three"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, scored_with_a_speedup
 from tests.scripted_llm import Call, config_toml, scripted_server
 
 R2 = (REPO / "records" / "tiny" / "r2" / "train_gpt.py").read_text()
@@ -53,11 +53,7 @@ def test_tool_calling_agent_on_tiny_is_scored(
             env=env,
             timeout=850,
         )
-        assert result.returncode == 0, result.stderr
-        row = json.loads(result.stdout)
-        assert (row["outcome"], row["reached_target"]) == ("scored", True), row
-        assert row["submission_seconds"] < row["baseline_seconds"], "the scorer confirms the speedup"
-        assert row["fsr"] > 0.5, row
+        row = scored_with_a_speedup(result)
 
         # the model saw record 1's script in the read_file result before it wrote
         assert "def " in json.dumps(server.requests[1].body) and len(server.requests) == 3

@@ -21,6 +21,7 @@ from orchestrator.backends.local import LocalBackend
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import ensure_track_data
 from orchestrator.scorer.jail import unshare_works
+from orchestrator.scorer.plan import RunMeasurement
 from orchestrator.scorer.session import build_plan
 from orchestrator.settings import Settings
 from tests.conftest import REPO
@@ -103,6 +104,21 @@ def _probe_script(targets: dict) -> str:
     return f"TARGETS = {targets!r}\n" + _PROBE + _TOY_TAIL
 
 
+def _every_probe_failed(runs: list[RunMeasurement], isolation: str, before: dict[Path, bytes]) -> None:
+    """The probe run reached its target under ``isolation`` as uid 65534, every probe printed
+    SAFE (4 reads, 3 writes, 2 listings, plan and other runs, 2 connections, processes) and
+    no file it aimed at changed."""
+    [run] = runs
+    log = run.log_tail
+    assert run.isolation == isolation
+    assert run.reached_target, log
+    assert "LEAK" not in log, log
+    safe = [line for line in log.splitlines() if line.startswith("SAFE")]
+    assert len(safe) == 4 + 3 + 2 + 2 + 2 + 1, log
+    assert "uid 65534" in log
+    assert all(p.read_bytes() == data for p, data in before.items()), "a protected file changed"
+
+
 async def test_a_scored_run_cannot_reach_the_scorers_code_data_or_outputs(
     settings: Settings, toy_task: Task, run_harness: RunHarness, tmp_path: Path
 ) -> None:
@@ -142,15 +158,7 @@ async def test_a_scored_run_cannot_reach_the_scorers_code_data_or_outputs(
         result = await run_harness(toy_task, {"probe": {"train_gpt.py": _probe_script(targets)}})
     finally:
         listener.close()
-    [run] = result.measurements
-    log = run.log_tail
-    assert run.isolation == "jail"
-    assert run.reached_target, log
-    assert "LEAK" not in log, log
-    safe = [line for line in log.splitlines() if line.startswith("SAFE")]
-    assert len(safe) == 4 + 3 + 2 + 2 + 2 + 1, log
-    assert "uid 65534" in log
-    assert all(p.read_bytes() == data for p, data in before.items()), "a scorer file changed"
+    _every_probe_failed(result.measurements, "jail", before)
 
 
 _CHILD = """
@@ -298,13 +306,5 @@ async def test_a_scored_run_in_a_docker_container_cannot_reach_the_scorer_either
             result = await backend.run_scorer(plan, lambda e: None)
     finally:
         listener.close()
-    [run] = result.measurements
-    log = run.log_tail
-    assert run.isolation == "container"
-    assert run.reached_target, log
-    assert "LEAK" not in log, log
-    safe = [line for line in log.splitlines() if line.startswith("SAFE")]
-    assert len(safe) == 4 + 3 + 2 + 2 + 2 + 1, log
-    assert "uid 65534" in log
-    assert all(p.read_bytes() == data for p, data in before.items()), "a host file changed"
+    _every_probe_failed(result.measurements, "container", before)
     assert not docker_support.labelled(plan.session_id), "the run's container is gone"
