@@ -12,6 +12,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -242,12 +244,15 @@ class SqlStore(Store):
         existing = set(
             (await session.scalars(select(BlobRow.sha256).where(BlobRow.sha256.in_(wanted)))).all()
         )
-        added: set[str] = set()
-        for path, data in files.items():
-            sha = tree[path]
-            if sha not in existing and sha not in added:
-                session.add(BlobRow(sha256=sha, size=len(data), data=data))
-                added.add(sha)
+        fresh = {tree[path]: data for path, data in files.items() if tree[path] not in existing}
+        if fresh:
+            # another session may store the same content meanwhile (two attempts of one task
+            # at once): content-addressed, so whoever is first wins and the other adds nothing
+            rows = [{"sha256": sha, "size": len(data), "data": data} for sha, data in fresh.items()]
+            dialect = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[session.bind.dialect.name]
+            await session.execute(
+                dialect(BlobRow).values(rows).on_conflict_do_nothing(index_elements=["sha256"])
+            )
         return tree
 
     async def put_blobs(self, files: Mapping[str, bytes]) -> dict[str, str]:

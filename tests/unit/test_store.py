@@ -37,6 +37,14 @@ async def test_concurrent_transitions_only_one_wins(store: SqlStore) -> None:
     assert all(isinstance(r, StaleStateError) for r in results if isinstance(r, Exception))
 
 
+async def test_the_same_content_stored_at_once_by_many_is_stored_once(store: SqlStore) -> None:
+    # two attempts of one task start together: both store record N's files
+    files = {"train_gpt.py": b"print('record n')\n" * 40, "helper.py": b"x = 1\n"}
+    trees = await asyncio.gather(*(store.put_blobs(files) for _ in range(6)))
+    assert all(tree == trees[0] for tree in trees)
+    assert await store.get_blobs(trees[0]) == files
+
+
 async def test_submission_and_score_are_written_once(store: SqlStore) -> None:
     a = await _attempt(store)
     await store.transition(a.id, AttemptState.PENDING, AttemptState.ACTING)
