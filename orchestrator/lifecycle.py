@@ -520,9 +520,9 @@ class Orchestrator:
         for attempt in orphans:
             with bind_ids(attempt_id=attempt.id, task_id=attempt.task_id):
                 log.warning("recovering an orphaned attempt", state=attempt.state.value, owner=attempt.owner)
-                if attempt.sandbox:
-                    with contextlib.suppress(InfrastructureError):
-                        await self.backend.reclaim(attempt.id, attempt.sandbox)
+                with contextlib.suppress(InfrastructureError):
+                    # by the attempt's labels: no handle is stored yet when it died starting one
+                    await self.backend.reclaim(attempt.id, attempt.sandbox or {})
                 if attempt.state in _EARLY_STATES:
                     reason = f"orchestrator {attempt.owner} died while the attempt was {attempt.state.value}"
                     with contextlib.suppress(StaleStateError):
