@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from orchestrator.runtime import procs
+from orchestrator.settings import Settings
 from tests.conftest import REPO, run_cli
 
 BATCH = """
@@ -80,7 +81,8 @@ def test_a_killed_batch_resumes_and_each_cell_ends_once(speedrun_env: dict[str, 
     third = run_cli("batch", str(batch), "--json", env=speedrun_env, timeout=120)
     assert third.returncode == 0, third.stderr
     assert [r["attempt_id"] for r in json.loads(third.stdout)] == [r["attempt_id"] for r in rows]
-    assert not procs.find_labelled("speedrun/"), "nothing the killed run started is alive"
+    instance = Settings().instance_id  # this test's home: not what other tests left
+    assert not procs.find_labelled("speedrun/", instance=instance), "nothing the killed run started is alive"
 
 
 def test_a_bad_batch_file_is_refused_clearly(speedrun_env: dict[str, str], tmp_path: Path) -> None:
