@@ -15,6 +15,11 @@ Third-party errors are translated where they are caught, always with ``from e``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class OrchestratorError(Exception):
     """Root of every error this project raises on purpose."""
@@ -203,3 +208,10 @@ class InvalidSubmission(SubmissionError, ValueError):
         super().__init__(message)
         self.flags = flags or ["invalid_submission"]
         """The kinds of problem (orchestrator.scorer.plan.Flag values)."""
+
+
+def validation_problems(error: ValidationError) -> str:
+    """A pydantic ValidationError as one line for the user: ``field.path: message; ...``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in error.errors()
+    )

@@ -222,6 +222,31 @@ async def run(
 
 @app.command()
 @command
+async def batch(
+    path: Annotated[Path, typer.Argument(help="Batch file (TOML): tasks, agents, hints, seeds.")],
+    backend: Annotated[str | None, typer.Option(help="Backend (default from settings: local).")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Groups in flight at once (overrides the file).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a matrix of tasks x agents x hints x seeds; running it again resumes it."""
+    from orchestrator.batch import BatchSpec, run_batch
+
+    spec = BatchSpec.load(path)
+    if concurrency is not None:
+        spec = spec.model_copy(update={"concurrency": concurrency})
+    async with orchestrator(backend) as orch:
+        attempt_ids = await run_batch(orch, spec, _progress)
+        rows = await _views(orch, attempt_ids)
+    if as_json:
+        views.print_json(rows)
+    else:
+        views.stdout.print(views.attempts_table(rows, title=f"Batch {spec.name}"))
+
+
+@app.command()
+@command
 async def score(
     path: Annotated[Path, typer.Argument(help="A script file, or a folder of editable files.")],
     task: Annotated[str, typer.Option(help="Task whose baseline and reference to time it against.")],
