@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, validation_problems
 from orchestrator.plugins import load_plugin, plugin_names
 from orchestrator.sandbox.client import ToolClient
 
@@ -82,7 +82,7 @@ class Agent(abc.ABC):
         try:
             return cls.Params.model_validate(dict(raw))
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            problems = validation_problems(e)
             known = ", ".join(cls.Params.model_fields) or "none"
             raise ConfigError(
                 f"agent {cls.name!r}: bad parameters: {problems} (parameters: {known})"

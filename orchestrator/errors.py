@@ -15,10 +15,8 @@ Third-party errors are translated where they are caught, always with ``from e``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pydantic import ValidationError
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 
 class OrchestratorError(Exception):
@@ -210,8 +208,18 @@ class InvalidSubmission(SubmissionError, ValueError):
         """The kinds of problem (orchestrator.scorer.plan.Flag values)."""
 
 
-def validation_problems(error: ValidationError) -> str:
-    """A pydantic ValidationError as one line for the user: ``field.path: message; ...``."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in error.errors()
-    )
+class _HasErrors(Protocol):
+    def errors(self) -> Sequence[Any]: ...
+
+
+def validation_problems(error: _HasErrors, *, top: str = "(top level)", show_input: bool = False) -> str:
+    """A pydantic (or FastAPI request) validation error as one line for the user:
+    ``field.path: message; ...``. ``top`` names an error about the whole value;
+    ``show_input`` adds the rejected value (for settings, where it helps to see it)."""
+
+    def one(err: Mapping[str, Any]) -> str:
+        where = ".".join(str(p) for p in err["loc"]) or top
+        got = f" (got {err.get('input')!r})" if show_input else ""
+        return f"{where}: {err['msg']}{got}"
+
+    return "; ".join(one(err) for err in error.errors())

@@ -81,14 +81,19 @@ def run_cli(
 
 
 def scored_with_a_speedup(result: subprocess.CompletedProcess[str]) -> dict:
-    """The JSON row of a `speedrun run --json` that ended scored, faster than the baseline
-    and with FSR over 0.5 (the agent applied the next record's change)."""
+    """The JSON row of a `speedrun run --json` that ended as ``assert_scored_with_a_speedup`` says."""
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
+    assert_scored_with_a_speedup(row)
+    return row
+
+
+def assert_scored_with_a_speedup(row: dict) -> None:
+    """An attempt scored, faster than the baseline, with FSR over 0.5 (the agent applied the
+    next record's change)."""
     assert (row["outcome"], row["reached_target"]) == ("scored", True), row
     assert row["submission_seconds"] < row["baseline_seconds"], "the scorer confirms the speedup"
     assert row["fsr"] > 0.5, row
-    return row
 
 
 @pytest.fixture

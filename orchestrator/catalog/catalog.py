@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from orchestrator.catalog.manifest import GitSource, RecordManifest, TrackManifest
-from orchestrator.errors import ManifestError, NotFound
+from orchestrator.errors import ManifestError, NotFound, validation_problems
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,7 @@ def _load_toml(path: Path) -> dict[str, object]:
 
 
 def _validation_message(path: Path, error: ValidationError) -> str:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in error.errors()
-    )
-    return f"{path}: invalid manifest: {problems}"
+    return f"{path}: invalid manifest: {validation_problems(error)}"
 
 
 def load_record(manifest_path: Path, fetch_cache: Path) -> Record:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.errors import ManifestError, NotFound
+from orchestrator.errors import ManifestError, NotFound, validation_problems
 
 LEVELS = (1, 2, 3)
 LEVEL_NAMES = {1: "pseudocode", 2: "description", 3: "mini-paper"}
@@ -70,8 +70,7 @@ def load_pack(root: Path) -> HintPack:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{manifest_path}: not valid TOML: {e}") from e
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ManifestError(f"{manifest_path}: invalid hint pack: {problems}") from e
+        raise ManifestError(f"{manifest_path}: invalid hint pack: {validation_problems(e)}") from e
     if manifest.schema_version != 1:
         raise ManifestError(f"{manifest_path}: unsupported hint pack schema {manifest.schema_version}")
     if manifest.task != root.name:

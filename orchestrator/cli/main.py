@@ -36,6 +36,7 @@ from orchestrator.errors import (
     NotFound,
     OrchestratorError,
     UsageError,
+    validation_problems,
 )
 from orchestrator.lifecycle import Orchestrator
 from orchestrator.log import configure_logging
@@ -72,11 +73,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-            for err in e.errors()
-        )
-        raise UsageError(f"invalid settings: {problems}") from None
+        raise UsageError(f"invalid settings: {validation_problems(e, show_input=True)}") from None
     except ValueError as e:  # e.g. an unreadable config file
         raise UsageError(f"invalid settings: {e}") from None
 

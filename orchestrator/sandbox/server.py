@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from orchestrator.domain import ToolCall
-from orchestrator.errors import AlreadySubmitted, FileTooLarge, ToolRefused, Unauthorized
+from orchestrator.errors import AlreadySubmitted, FileTooLarge, ToolRefused, Unauthorized, validation_problems
 from orchestrator.sandbox.api import (
     API_PREFIX,
     ApplyPatch,
@@ -134,8 +134,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         request.state.error = "bad_request"
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        body = ErrorBody(error="bad_request", message=problems)
+        body = ErrorBody(error="bad_request", message=validation_problems(exc))
         return JSONResponse(body.model_dump(), status_code=422)
 
     @app.middleware("http")

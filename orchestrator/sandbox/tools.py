@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.errors import ToolRefused
+from orchestrator.errors import ToolRefused, validation_problems
 from orchestrator.sandbox.client import ToolClient
 
 RESULT_CAP = 32_000  # characters of one tool result handed back (logs have their own offset paging)
@@ -140,8 +140,7 @@ async def invoke(client: ToolClient, name: str, arguments: dict[str, Any]) -> st
     try:
         args = tool.args.model_validate(arguments)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or name}: {err['msg']}" for err in e.errors())
-        raise ToolArgumentsInvalid(f"{name}: {problems}") from None
+        raise ToolArgumentsInvalid(f"{name}: {validation_problems(e, top=name)}") from None
     text = await tool.call(client, args)
     if len(text) > RESULT_CAP:
         text = text[:RESULT_CAP] + f"\n[... {len(text) - RESULT_CAP} more characters cut]"

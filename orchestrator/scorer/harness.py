@@ -201,11 +201,13 @@ async def measure(
     untrained: float | None = None,
     launch: Launcher | None = None,
     emit: Emit = _emit,
+    isolation: str = "none",
 ) -> RunMeasurement:
     """One run, timed on this process's clock.
 
     ``untrained``: the step-0 loss of this session's first baseline run. A run that
     breaks a plausibility rule is stopped at once: it is disqualified anyway.
+    ``isolation``: what confined the run, recorded with it.
     """
     work = _materialise(plan, run, root)
     launch = launch or local_launcher(plan.jail)
@@ -332,7 +334,7 @@ async def measure(
         first_progress_s=first_at[0] if first_at else None,
         wall_s=round(result.wall_s, 4),
         output_bytes=result.output_bytes,
-        isolation="jail" if plan.jail is not None else "none",
+        isolation=isolation,
         flags=flags,
         log_tail=result.tail + (f"\n[scorer] {trajectory.inconsistent}" if trajectory.inconsistent else ""),
         curve=curve,
@@ -347,6 +349,7 @@ async def _timed(
     untrained: float | None,
     launch: Launcher,
     emit: Emit,
+    isolation: str,
 ) -> RunMeasurement:
     """Measure a run; time it again, from scratch, while others took the CPUs it needed.
 
@@ -355,7 +358,7 @@ async def _timed(
     on every try is flagged, and the flag is charged to the infrastructure.
     """
     for retimed in range(plan.contention_retries + 1):
-        m = await measure(plan, run, index, root, untrained, launch, emit)
+        m = await measure(plan, run, index, root, untrained, launch, emit, isolation)
         # the run is dead (measure killed its group); nothing of it stays for the next one
         shutil.rmtree(root / run.label, ignore_errors=True)
         share = m.cpu_share
@@ -403,6 +406,8 @@ async def run_plan(
     ``isolation``: what confines the runs when ``launch`` does (e.g. "container"), recorded on each.
     """
     hardware = {**fingerprint.collect(), **(environment or {})}
+    if isolation is None:
+        isolation = "jail" if plan.jail is not None else "none"
     launch = launch or local_launcher(plan.jail)
     if plan.warmup and plan.runs:
         emit(HarnessEvent(event="warmup", label=plan.runs[0].label, index=0, total=len(plan.runs)))
@@ -411,9 +416,7 @@ async def run_plan(
     untrained: float | None = None
     for index, run in enumerate(plan.runs):
         emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
-        m = await _timed(plan, run, index, out_dir / "runs", untrained, launch, emit)
-        if isolation is not None:
-            m = m.model_copy(update={"isolation": isolation})
+        m = await _timed(plan, run, index, out_dir / "runs", untrained, launch, emit, isolation)
         if untrained is None and run.role is Role.BASELINE and not m.flags:
             untrained = m.step0_val_loss
         measurements.append(m)
