@@ -23,6 +23,15 @@ from orchestrator.store import SqlStore
 REPO = Path(__file__).resolve().parent.parent
 TOY_RECORDS = REPO / "tests" / "fixtures" / "records"
 
+# the test cluster's fixtures (cluster, node, kubernetes_settings), for every directory
+pytest_plugins = ["tests.kubernetes.cluster"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the test cluster run last: its control plane and kubelet use CPU while up,
+    which the timing tests before them must not share."""
+    items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
+
 
 @pytest.fixture(scope="session")
 def shared_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

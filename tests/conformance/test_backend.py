@@ -24,10 +24,9 @@ from orchestrator.scorer.plan import Flag, Role
 from orchestrator.scorer.session import build_plan
 from orchestrator.settings import SandboxLimits, Settings
 from tests import docker_support
-from tests.kubernetes.conftest import cluster, kubernetes_settings, node  # noqa: F401
-from tests.kubernetes.conftest import labelled as kubernetes_labelled
+from tests.kubernetes.cluster import labelled as kubernetes_labelled
 
-BACKENDS = ["local", "docker", "kubernetes"]
+BACKENDS = ["local", "docker", pytest.param("kubernetes", marks=pytest.mark.kubernetes)]
 
 
 @pytest.fixture(params=BACKENDS)

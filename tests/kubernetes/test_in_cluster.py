@@ -14,7 +14,7 @@ import pytest
 
 from tests import docker_support
 from tests.conftest import REPO
-from tests.kubernetes.conftest import CLUSTER, Cluster
+from tests.kubernetes.cluster import CLUSTER, Cluster
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import REPO
-from tests.kubernetes.conftest import Cluster
+from tests.kubernetes.cluster import Cluster
 
 pytestmark = pytest.mark.kubernetes
 

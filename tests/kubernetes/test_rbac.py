@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.conftest import REPO
-from tests.kubernetes.conftest import Cluster
+from tests.kubernetes.cluster import Cluster
 
 pytestmark = pytest.mark.kubernetes
 
