@@ -23,7 +23,6 @@ from orchestrator.store import SqlStore
 REPO = Path(__file__).resolve().parent.parent
 TOY_RECORDS = REPO / "tests" / "fixtures" / "records"
 
-<<<<<<< HEAD
 # the test cluster's fixtures (cluster, node, kubernetes_settings), for every directory
 pytest_plugins = ["tests.kubernetes.cluster"]
 
@@ -32,14 +31,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests on the test cluster run last: its control plane and kubelet use CPU while up,
     which the timing tests before them must not share."""
     items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
-=======
+
 # FSR of the tiny oracle and null attempts scored with one repeat, on any backend. On a
 # shared 2-core VM identical runs (same script, same seed) differ by up to ~20 % in time
 # to target (measured: 20.0 s vs 24.7 s), so one FSR carries an error of ~0.15; the bands
 # are ~3 of those. The GPU suite (benchmarks/gpu_suite.py) measures FSR accuracy.
 ORACLE_FSR_BAND = (0.55, 1.45)
 NULL_FSR_BAND = (-0.45, 0.45)
->>>>>>> main
 
 
 @pytest.fixture(scope="session")
