@@ -32,6 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     which the timing tests before them must not share."""
     items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
 
+
 # FSR of the tiny oracle and null attempts scored with one repeat, on any backend. On a
 # shared 2-core VM identical runs (same script, same seed) differ by up to ~20 % in time
 # to target (measured: 20.0 s vs 24.7 s), so one FSR carries an error of ~0.15; the bands

@@ -19,15 +19,12 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec
 from orchestrator.backends.kubernetes import cluster, manifests
 from orchestrator.backends.kubernetes.runs import PodLauncher, delete_job
 from orchestrator.errors import BackendError, ScorerError
 from orchestrator.log import get_logger
 from orchestrator.sandbox.api import SandboxConfig
-from orchestrator.sandbox.transport import async_client
 from orchestrator.scorer.harness import run_plan
 from orchestrator.scorer.plan import HarnessResult, ScoringPlan
 from orchestrator.settings import Settings
@@ -135,27 +132,30 @@ class KubernetesBackend(Backend):
         return sandbox
 
     async def _wait_ready(self, api: cluster.Api, name: str) -> str:
-        """The pod's IP once its tool API answers. Raises: ImageMissing, BackendError."""
-        deadline = time.monotonic() + self._k8s.start_timeout_s
-        while time.monotonic() < deadline:
-            with cluster.translated(f"reading sandbox pod {name}"):
-                pod = await asyncio.to_thread(api.core.read_namespaced_pod, name, api.namespace)
+        """The pod's IP once it is Ready (its readiness probe reached the tool API).
+
+        Raises: ImageMissing, BackendError (ended, or not ready in time).
+        """
+
+        def ready_ip(pod: Any) -> str | None:
             statuses = (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])
             cluster.check_images(statuses, "sandbox")
             if pod.status.phase in ("Failed", "Succeeded"):
                 raise BackendError(
-                    f"sandbox pod {name} ended before its tool API answered: {pod.status.reason}"
+                    f"sandbox pod {name} ended before its tool API answered: "
+                    f"{pod.status.reason or _terminated_reasons(statuses)}"
                 )
-            if pod.status.phase == "Running" and pod.status.pod_ip:
-                url = f"http://{pod.status.pod_ip}:{manifests.SANDBOX_PORT}"
-                try:
-                    async with async_client(url, timeout=2.0) as http:
-                        (await http.get("/healthz")).raise_for_status()
-                    return str(pod.status.pod_ip)
-                except httpx.HTTPError:
-                    pass
-            await asyncio.sleep(0.2)
-        raise BackendError(f"sandbox pod {name} did not answer within {self._k8s.start_timeout_s:.0f}s")
+            conditions = {c.type: c.status for c in pod.status.conditions or []}
+            return pod.status.pod_ip if conditions.get("Ready") == "True" else None
+
+        return await asyncio.to_thread(
+            cluster.watch_pods,
+            api,
+            {"field_selector": f"metadata.name={name}"},
+            ready_ip,
+            self._k8s.start_timeout_s,
+            f"sandbox pod {name} becoming ready",
+        )
 
     async def stop_sandbox(self, sandbox: Sandbox, *, interrupted: bool) -> None:
         assert isinstance(sandbox, KubernetesSandbox)
@@ -262,6 +262,11 @@ class KubernetesBackend(Backend):
         if self._api is not None:
             await asyncio.to_thread(self._api.core.api_client.close)
             self._api = None
+
+
+def _terminated_reasons(statuses: list[Any]) -> str:
+    done = [s.state.terminated for s in statuses if s.state.terminated is not None]
+    return "; ".join(f"{t.reason} (exit {t.exit_code})" for t in done) or "no reason given"
 
 
 def _wait_gone(api: cluster.Api, found: str, doomed: Callable[[str], bool], timeout_s: float = 60) -> None:

@@ -7,13 +7,16 @@ submission's fault.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.errors import BackendError
 from orchestrator.settings import KubernetesSettings
+
+T = TypeVar("T")
 
 PROJECT = "speedrun-orchestrator"
 LABEL_PROJECT = "speedrun.io/project"
@@ -112,3 +115,41 @@ def _brief(e: BaseException) -> str:
     if status is None:
         return str(e)[:500]
     return f"{status} {reason}: {str(body or '')[:500]}"
+
+
+def watch_pods(
+    api: Api, selector: dict[str, str], until: Callable[[Any], T | None], timeout_s: float, what: str
+) -> T:
+    """Follow pods through the API's watch until ``until(pod)`` returns a value; return it.
+
+    ``selector``: ``field_selector`` and/or ``label_selector``. Runs in a worker thread
+    (the client blocks). ``until`` may raise to end the wait early (an image that cannot
+    be pulled, a pod that failed). Raises BackendError after ``timeout_s``.
+    """
+    from kubernetes import watch
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout_s
+    with translated(f"watching {what}"):
+        while (left := deadline - time.monotonic()) > 0:
+            # list first: the state before the watch starts counts too
+            listed = api.core.list_namespaced_pod(api.namespace, **selector)
+            for pod in listed.items:
+                if (found := until(pod)) is not None:
+                    return found
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    api.core.list_namespaced_pod,
+                    api.namespace,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=max(1, int(left)),
+                    **selector,
+                ):
+                    if event["type"] in ("ADDED", "MODIFIED") and (found := until(event["object"])) is not None:
+                        stream.stop()
+                        return found
+            except ApiException as e:
+                if e.status != 410:  # 410 Gone: the listed version expired; list again
+                    raise
+    raise BackendError(f"{what}: nothing after {timeout_s:.0f}s")

@@ -109,6 +109,12 @@ def sandbox_pod(
         ],
     )
     server["ports"] = [{"name": "tools", "containerPort": SANDBOX_PORT}]
+    # Ready means the tool API answers: the kubelet asks, the backend watches for it
+    server["readinessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": SANDBOX_PORT},
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    }
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -117,9 +117,11 @@ async def _watch(
     start_timeout_s: float,
 ) -> ProcessResult:
     start = time.monotonic()
+    followed: set[str] = set()
     with log_path.open("wb") as log_file:
         while True:
-            pod = await _started_pod(api, job, start + start_timeout_s)
+            pod = await _started_pod(api, job, start_timeout_s, followed)
+            followed.add(pod)
             output = OutputLines(limits, log_file, start)
             reason = await _follow(api, pod, output, limits, start, on_line)
             if reason is not ExitReason.EXITED:
@@ -147,21 +149,27 @@ async def _watch(
     )
 
 
-async def _started_pod(api: cluster.Api, job: str, deadline: float) -> str:
-    """The Job's newest pod once its container has started (its log can be followed)."""
-    while time.monotonic() < deadline:
-        with cluster.translated(f"reading the pods of Job {job}"):
-            pods = await asyncio.to_thread(
-                api.core.list_namespaced_pod, api.namespace, label_selector=f"job-name={job}"
-            )
-        live = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp, reverse=True)
-        for pod in live[:1]:
-            cluster.check_images(pod.status.container_statuses or [], "scorer")
-            for status in pod.status.container_statuses or []:
-                if status.state.running is not None or status.state.terminated is not None:
-                    return str(pod.metadata.name)
-        await asyncio.sleep(_POLL_S)
-    raise BackendError(f"the scorer pod of Job {job} did not start in time")
+async def _started_pod(api: cluster.Api, job: str, timeout_s: float, done: set[str]) -> str:
+    """A pod of the Job, not one of ``done``, once its container has started (its log can be
+    followed), seen through the API's watch."""
+
+    def started(pod: Any) -> str | None:
+        if pod.metadata.name in done:
+            return None
+        cluster.check_images(pod.status.container_statuses or [], "scorer")
+        for status in pod.status.container_statuses or []:
+            if status.state.running is not None or status.state.terminated is not None:
+                return str(pod.metadata.name)
+        return None
+
+    return await asyncio.to_thread(
+        cluster.watch_pods,
+        api,
+        {"label_selector": f"job-name={job}"},
+        started,
+        timeout_s,
+        f"the scorer pod of Job {job} starting",
+    )
 
 
 async def _follow(
