@@ -146,7 +146,9 @@ def watch_pods(
                     timeout_seconds=max(1, int(left)),
                     **selector,
                 ):
-                    if event["type"] in ("ADDED", "MODIFIED") and (found := until(event["object"])) is not None:
+                    if event["type"] not in ("ADDED", "MODIFIED"):
+                        continue
+                    if (found := until(event["object"])) is not None:
                         stream.stop()
                         return found
             except ApiException as e:
