@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,7 @@ async def run_batch(orch: Orchestrator, spec: BatchSpec, progress: Callable[[str
         for i, a in enumerate(spec.agents)
         for hint in spec.hints
     }
+    await _take_over_orphans(orch, spec.name, progress)
     earlier = _by_cell(await orch.store.list_attempts(limit=1_000_000), spec.name)
     gate = asyncio.Semaphore(spec.concurrency)
 
@@ -120,6 +122,33 @@ async def run_batch(orch: Orchestrator, spec: BatchSpec, progress: Callable[[str
     await asyncio.gather(*(group(t, h, s) for t, h, s in groups))
     final = _by_cell(await orch.store.list_attempts(limit=1_000_000), spec.name)
     return [attempts[-1].id for _, attempts in sorted(final.items())]
+
+
+async def _take_over_orphans(orch: Orchestrator, batch: str, progress: Callable[[str], None]) -> None:
+    """Finish the batch's attempts another orchestrator left active, once they are orphaned.
+
+    An orchestrator on this host that died is seen at once; one on another host (a pod
+    replaced after its node or container was killed) only when its lease expires, which a
+    restarted batch may come back before. A live owner is waited for: one batch, one runner.
+    """
+    while True:
+        mine = [
+            a
+            for cell in _by_cell(await orch.store.list_attempts(limit=1_000_000), batch).values()
+            for a in cell
+        ]
+        others = [a for a in mine if a.state in ACTIVE_STATES and a.owner != orch.owner]
+        if not others:
+            return
+        if await orch.recover():
+            continue
+        expiry = min(a.lease_expires_at or 0.0 for a in others)
+        wait_s = min(max(expiry - time.time(), 0.0) + 1.0, orch.settings.lease_ttl_s)
+        progress(
+            f"batch {batch}: {len(others)} attempt(s) held by another orchestrator; "
+            f"taking them over when its lease expires (checking again in {wait_s:.0f}s)"
+        )
+        await asyncio.sleep(wait_s)
 
 
 def _by_cell(attempts: list[Attempt], batch: str) -> dict[str, list[Attempt]]:

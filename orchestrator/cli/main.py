@@ -459,9 +459,12 @@ async def attempts_resume(as_json: JsonFlag = False) -> None:
 
 @app.command()
 @command
-async def cleanup(as_json: JsonFlag = False) -> None:
-    """Remove processes, folders and containers that crashed attempts left behind."""
-    async with orchestrator(recover=False) as orch:
+async def cleanup(
+    backend: Annotated[str | None, typer.Option(help="Backend (default from settings: local).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove processes, containers or pods that crashed attempts left behind."""
+    async with orchestrator(backend, recover=False) as orch:
         removed = await orch.backend.cleanup(await orch.live_ids())
         metrics.leaked_resources_removed(orch.backend.name, len(removed))
     if as_json:

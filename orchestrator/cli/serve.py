@@ -1,8 +1,9 @@
 """``speedrun serve``: the orchestrator as a long-running service.
 
-It serves /metrics and /healthz until SIGINT or SIGTERM and, given tasks and
-agents, runs that batch (every task x every agent, one scoring session per task)
-while it serves. Attempts still running when it is stopped end as cancelled.
+It serves /metrics and /healthz until SIGINT or SIGTERM and, given a batch file, runs
+(or resumes) that batch while it serves (orchestrator/batch.py): in a cluster, a
+restarted orchestrator pod picks its batch up where the killed one left it. Attempts
+still running when it is stopped end as cancelled.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 
 from orchestrator import service
-from orchestrator.catalog.catalog import Task
+from orchestrator.batch import BatchSpec, run_batch
 from orchestrator.cli import views
 from orchestrator.errors import UsageError
-from orchestrator.lifecycle import Orchestrator
 
 
 class _Server(uvicorn.Server):
@@ -34,18 +35,19 @@ class _Server(uvicorn.Server):
 async def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of /metrics and /healthz.")] = 9464,
-    task: Annotated[list[str] | None, typer.Option(help="Task of the batch (repeatable).")] = None,
-    agent: Annotated[list[str] | None, typer.Option(help="Agent of the batch (repeatable).")] = None,
-    repeats: Annotated[int | None, typer.Option(min=1, help="Scorer repeats R.")] = None,
+    batch_file: Annotated[
+        Path | None, typer.Option("--batch", help="Batch file to run (or resume) while serving.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the batch's results as JSON.")] = False,
 ) -> None:
-    """Serve Prometheus metrics at /metrics; optionally run a batch of tasks x agents meanwhile."""
+    """Serve Prometheus metrics at /metrics; optionally run (or resume) a batch meanwhile."""
     from orchestrator.cli.main import _progress, _views, orchestrator  # main imports this module
 
-    if bool(task) != bool(agent):
-        raise UsageError("a batch needs both --task and --agent (each may repeat)")
+    spec = BatchSpec.load(batch_file) if batch_file is not None else None  # bad files fail first
     async with orchestrator() as orch:
-        tasks = [orch.catalog.task(t) for t in task or []]  # unknown tasks fail before serving
+        if spec is not None:
+            for task_id in spec.tasks:  # unknown tasks fail before serving
+                orch.catalog.task(task_id)
         server = _Server(
             uvicorn.Config(service.create_app(orch.store), host=host, port=port, log_level="warning")
         )
@@ -60,7 +62,7 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         _progress(f"serving metrics at http://{host}:{port}/metrics (stop with Ctrl-C or SIGTERM)")
-        batch = asyncio.create_task(_run_batch(orch, tasks, agent or [], repeats))
+        batch = asyncio.create_task(run_batch(orch, spec, _progress) if spec else _no_batch())
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({serving, batch, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -85,11 +87,5 @@ async def serve(
         _progress("stopped")
 
 
-async def _run_batch(
-    orch: Orchestrator, tasks: list[Task], agents: list[str], repeats: int | None
-) -> list[str]:
-    attempt_ids: list[str] = []
-    for task in tasks:
-        attempts = await orch.run(task, agents, repeats=repeats)
-        attempt_ids += [a.id for a in attempts]
-    return attempt_ids
+async def _no_batch() -> list[str]:
+    return []

@@ -50,7 +50,10 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if not (BIN / "kube-apiserver").exists():
-        pytest.skip(f"no test cluster binaries in {BIN}: run tests/cluster/build.sh")
+        reason = f"no test cluster binaries in {BIN}: run tests/cluster/build.sh"
+        if os.environ.get("SPEEDRUN_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"the test cluster is required here (SPEEDRUN_REQUIRE_CLUSTER=1): {reason}")
+        pytest.skip(reason)
     state = tmp_path_factory.mktemp("cluster")
     env = {**os.environ, "SPEEDRUN_CLUSTER_BIN": str(BIN)}
     up = subprocess.run(
@@ -71,6 +74,8 @@ def node(cluster: Cluster) -> Cluster:
     from tests import docker_support
 
     if os.geteuid() != 0:
+        if os.environ.get("SPEEDRUN_REQUIRE_CLUSTER") == "1":
+            pytest.fail("the test cluster's node is required here, but a kubelet and containerd need root")
         pytest.skip("a kubelet and containerd need root")
     docker_support.require_docker()
     env = {**os.environ, "SPEEDRUN_CLUSTER_BIN": str(BIN)}

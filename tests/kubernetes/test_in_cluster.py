@@ -1,30 +1,39 @@
-"""The orchestrator in the cluster (issue 7, must-show 2): k8s/overlays/test-cluster applied
-to the test cluster, the orchestrator Deployment running `speedrun serve` with a batch of
-the tiny oracle and null attempts on the kubernetes backend: sandboxes as pods, each
-scored run as a Job. Both land in the same FSR bands as on the local backend.
+"""The orchestrator in the cluster (issue 7, must-shows 2 and 4): k8s/overlays/test-cluster
+applied to the test cluster; the orchestrator Deployment runs `speedrun serve` with the
+tiny oracle and null batch on the kubernetes backend (sandboxes as pods, each scored run
+as a Job). Its pod is killed mid-scoring; the replacement resumes the batch. Both attempts
+land in the same FSR bands as on the local backend, each is scored once, and nothing is
+left running.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 import subprocess
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests import docker_support
-from tests.conftest import REPO
+from tests.conftest import NULL_FSR_BAND, ORACLE_FSR_BAND, REPO
 from tests.kubernetes.cluster import CLUSTER, Cluster
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.slow]
 
 NS = "speedrun"
 OVERLAY = REPO / "k8s" / "overlays" / "test-cluster"
+HOST_DIRS = Path("/var/lib/speedrun-cluster")  # behind the overlay's hostPath volumes
+ORCHESTRATOR = "app.kubernetes.io/name=speedrun-orchestrator"
+OURS = "speedrun.io/project=speedrun-orchestrator"
 
 
 def _build_and_load(node: Cluster, image: str) -> None:
     built = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), "-m", "orchestrator.cli.main", "images", "build", image],
+        [str(REPO / ".venv" / "bin" / "speedrun"), "images", "build", image],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -40,34 +49,90 @@ def _build_and_load(node: Cluster, image: str) -> None:
     assert loaded.returncode == 0, loaded.stderr
 
 
-@pytest.mark.timeout(1800)
-def test_the_in_cluster_orchestrator_scores_oracle_and_null_on_the_tiny_track(node: Cluster) -> None:
+def _fresh_host_dirs() -> None:
+    """Empty home and data folders the pods' uid may write (hostPath volumes keep their owner)."""
+    for name in ("home", "data"):
+        folder = HOST_DIRS / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        shutil.chown(folder, 65534, 65534)
+
+
+def _orchestrator_pods(node: Cluster) -> list[dict]:
+    listed = node.kubectl("get", "pods", "-n", NS, "-l", ORCHESTRATOR, "-o", "json").stdout
+    return [p for p in json.loads(listed)["items"] if "deletionTimestamp" not in p["metadata"]]
+
+
+def _metric(ip: str, name: str) -> float:
+    """Sum of a metric's samples on the orchestrator's /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"http://{ip}:9464/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+def _wait(what: str, check, timeout_s: float, node: Cluster):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if found := check():
+                return found
+        except OSError:
+            pass  # the pod is not answering yet
+        time.sleep(2)
+    logs = node.kubectl("logs", "-n", NS, "-l", ORCHESTRATOR, "--tail=60", check=False)
+    pytest.fail(f"waited {timeout_s:.0f}s for {what}; orchestrator log:\n{logs.stdout}{logs.stderr}")
+
+
+def _batch_rows(node: Cluster) -> list[dict] | None:
+    logs = node.kubectl("logs", "-n", NS, "-l", ORCHESTRATOR, "--tail=-1", check=False).stdout
+    start = logs.find("[\n")
+    return json.loads(logs[start : logs.rindex("]") + 1]) if start >= 0 else None
+
+
+@pytest.mark.timeout(2400)
+def test_the_in_cluster_orchestrator_resumes_its_batch_after_its_pod_is_killed(node: Cluster) -> None:
     docker_support.require_docker()
     _build_and_load(node, "speedrun-orchestrator")
+    _fresh_host_dirs()
     node.kubectl("apply", "-k", str(OVERLAY))
-    batch = ["serve", "--host", "0.0.0.0", "--port", "9464", "--task", "tiny-r1-r2"]
-    batch += ["--agent", "oracle", "--agent", "null", "--json"]
-    patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/args", "value": batch}]
-    node.kubectl(
-        "patch", "deployment", "speedrun-orchestrator", "-n", NS, "--type=json", "-p", json.dumps(patch)
-    )
     node.kubectl("rollout", "status", "deployment/speedrun-orchestrator", "-n", NS, "--timeout=300s")
-    deadline = time.monotonic() + 1500
-    rows = None
-    while rows is None:
-        assert time.monotonic() < deadline, node.kubectl(
-            "logs", "deployment/speedrun-orchestrator", "-n", NS
-        ).stdout
-        logs = node.kubectl("logs", "deployment/speedrun-orchestrator", "-n", NS, check=False).stdout
-        start = logs.find("[\n")
-        if (
-            start >= 0
-            and "batch finished"
-            in node.kubectl("logs", "deployment/speedrun-orchestrator", "-n", NS, check=False).stderr + logs
-        ):
-            rows = json.loads(logs[start : logs.rindex("]") + 1])
-        time.sleep(5)
-    by_agent = {row["agent"]: row for row in rows}
-    assert by_agent["oracle"]["outcome"] == "scored" and 0.7 <= by_agent["oracle"]["fsr"] <= 1.3, rows
-    assert by_agent["null"]["outcome"] == "scored" and -0.3 <= by_agent["null"]["fsr"] <= 0.3, rows
-    assert by_agent["oracle"]["backend"] == "kubernetes"
+    try:
+        [first] = _orchestrator_pods(node)
+        ip = first["status"]["podIP"]
+        # mid-batch: both attempts submitted, the shared scoring session one run in
+        _wait("the first scored run", lambda: _metric(ip, "speedrun_scorer_runs_total") >= 1, 900, node)
+        node.kubectl("delete", "pod", first["metadata"]["name"], "-n", NS, "--grace-period=0", "--force")
+
+        def replaced() -> bool:
+            pods = _orchestrator_pods(node)
+            return bool(pods) and pods[0]["metadata"]["uid"] != first["metadata"]["uid"]
+
+        _wait("a replacement orchestrator pod", replaced, 300, node)
+        rows = _wait("the resumed batch's results", lambda: _batch_rows(node), 1500, node)
+
+        by_agent = {row["agent"]: row for row in rows}
+        assert set(by_agent) == {"oracle", "null"}, rows
+        assert all(row["outcome"] == "scored" and row["backend"] == "kubernetes" for row in rows), rows
+        assert ORACLE_FSR_BAND[0] <= by_agent["oracle"]["fsr"] <= ORACLE_FSR_BAND[1], rows
+        assert NULL_FSR_BAND[0] <= by_agent["null"]["fsr"] <= NULL_FSR_BAND[1], rows
+        # nothing lost or scored twice: the two attempts of the batch, one score each
+        with sqlite3.connect(HOST_DIRS / "home" / "speedrun.db") as db:
+            attempts = db.execute("SELECT id FROM attempts").fetchall()
+            scores = db.execute("SELECT attempt_id, COUNT(*) FROM scores GROUP BY attempt_id").fetchall()
+        assert {a for (a,) in attempts} == {row["attempt_id"] for row in rows}
+        assert sorted(n for _, n in scores) == [1, 1], scores
+
+        # what the killed pod had running is gone once cleanup has run; nothing else is left
+        cleanup = ["exec", "-n", NS, "deploy/speedrun-orchestrator", "--"]
+        node.kubectl(*cleanup, "speedrun", "cleanup", "--backend", "kubernetes", "--json")
+        left = node.kubectl("get", "pods,jobs,configmaps", "-n", NS, "-l", OURS, "-o", "name")
+        assert left.stdout.split() == [], left.stdout
+    finally:
+        # the orchestrator and its volumes; the namespace and its RBAC stay for later tests
+        node.kubectl("delete", "deployment/speedrun-orchestrator", "-n", NS, "--wait=true", check=False)
+        node.kubectl("delete", "pvc", "--all", "-n", NS, "--wait=false", check=False)
+        node.kubectl("delete", "pv", "speedrun-test-home", "speedrun-test-data", "--wait=false", check=False)

@@ -27,7 +27,11 @@ TASK = "toy-r1-r2"
 
 def test_prometheus_scrapes_serve_during_a_batch(slow_toy_env: dict[str, str], tmp_path: Path) -> None:
     port = free_port()
-    argv = ["serve", "--port", str(port), "--json", "--task", TASK, "--agent", "oracle", "--agent", "null"]
+    batch = tmp_path / "batch.toml"
+    batch.write_text(
+        f'name = "scrape"\ntasks = ["{TASK}"]\nagents = [{{name = "oracle"}}, {{name = "null"}}]\n'
+    )
+    argv = ["serve", "--port", str(port), "--json", "--batch", str(batch)]
     serve = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli.main", *argv],
         stdout=subprocess.PIPE,
