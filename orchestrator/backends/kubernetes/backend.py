@@ -23,6 +23,7 @@ from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec
 from orchestrator.backends.kubernetes import cluster, manifests
 from orchestrator.backends.kubernetes.runs import PodLauncher, delete_job
 from orchestrator.errors import BackendError, ScorerError
+from orchestrator.images.catalog import read_lock
 from orchestrator.log import get_logger
 from orchestrator.sandbox.api import SandboxConfig
 from orchestrator.scorer.harness import run_plan
@@ -58,22 +59,32 @@ class KubernetesBackend(Backend):
         self._instance = settings.instance_id
         self._scoring = settings.home / "kubernetes"
         self._api: cluster.Api | None = None
+        # pushed images are pulled by the registry digest the lock pins (images push)
+        self._pinned = {
+            name: entry.repo_digest
+            for name, entry in read_lock(settings.images_dir).images.items()
+            if entry.repo_digest
+        }
 
     async def _cluster(self) -> cluster.Api:
         if self._api is None:
             self._api = await asyncio.to_thread(cluster.connect, self._k8s)
         return self._api
 
-    def _image(self, name: str | None) -> str:
+    def image_ref(self, name: str | None) -> str:
+        """The pod image of an environment: its pinned registry digest once pushed, else the
+        local tag (a node that holds the image, as on the test cluster)."""
         if not name:
             raise BackendError("the record names no environment image; the kubernetes backend needs one")
+        if name in self._pinned:
+            return self._pinned[name]
         return name if ":" in name or "@" in name else f"{name}:{self._k8s.image_tag}"
 
     # --- sandbox ------------------------------------------------------------------------
 
     async def start_sandbox(self, spec: SandboxSpec) -> Sandbox:
         api = await self._cluster()
-        image = self._image(spec.image)
+        image = self.image_ref(spec.image)
         name = f"speedrun-sandbox-{spec.attempt_id}".lower()
         agent_token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         config = SandboxConfig(
@@ -171,7 +182,7 @@ class KubernetesBackend(Backend):
 
     async def run_scorer(self, plan: ScoringPlan, on_event: EventSink) -> HarnessResult:
         api = await self._cluster()
-        images = {name: self._image(name) for name in {r.image for r in plan.runs}}
+        images = {name: self.image_ref(name) for name in {r.image for r in plan.runs}}
         root = self._scoring / plan.session_id
         root.mkdir(parents=True, exist_ok=True)
         name = f"speedrun-score-{plan.session_id}".lower()

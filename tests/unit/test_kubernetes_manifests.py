@@ -1,0 +1,105 @@
+"""The kubernetes backend's pod specs and image choice, without a cluster. (Admission of
+these specs by a real API server under Pod Security "restricted" is in tests/kubernetes.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.backends.kubernetes import manifests
+from orchestrator.backends.kubernetes.backend import KubernetesBackend
+from orchestrator.images.catalog import Lock, LockEntry, write_lock
+from orchestrator.settings import KubernetesSettings, Settings
+
+PLACED = KubernetesSettings(
+    node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+    tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    runtime_class="gvisor",
+    priority_class="speedrun-sandbox",
+    data_claim="speedrun-data",
+)
+
+
+def _job(gpus: int) -> dict:
+    return manifests.run_job(
+        name="speedrun-score-s1-r0-baseline",
+        labels={"speedrun.io/owner": "s1"},
+        image="speedrun-cuda-stable@sha256:" + "a" * 64,
+        argv=["torchrun", "--nproc_per_node=8", "train_gpt.py"],
+        env={"SEED": "7"},
+        config_map_name="speedrun-score-s1",
+        items=[{"key": "f0", "path": "train_gpt.py"}],
+        memory_bytes=64 * 1024**3,
+        gpus=gpus,
+        deadline_s=900.5,
+        data_dir=Path("/var/lib/speedrun-data"),
+        settings=PLACED,
+    )
+
+
+def test_a_scored_run_is_guaranteed_confined_and_placed_by_settings() -> None:
+    job = _job(gpus=8)
+    spec = job["spec"]
+    pod = spec["template"]["spec"]
+    [run] = pod["containers"]
+    assert run["resources"]["requests"] == run["resources"]["limits"]
+    assert run["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert "ephemeral-storage" in run["resources"]["limits"]
+    assert run["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["nodeSelector"] == PLACED.node_selector
+    assert pod["tolerations"] == PLACED.tolerations
+    assert pod["runtimeClassName"] == "gvisor" and pod["priorityClassName"] == "speedrun-sandbox"
+    # the run's files and the data are read-only; it may write only its in-memory scratch
+    mounts = {m["mountPath"]: m["readOnly"] for m in run["volumeMounts"]}
+    assert mounts == {manifests.CODE: True, "/var/lib/speedrun-data": True, "/tmp": False, "/dev/shm": False}
+    # a disruption is retried by the Job; any exit of the run itself ends it, at a hard deadline
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 900
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    assert rules[1]["action"] == "FailJob"
+
+
+def test_a_cpu_run_asks_for_no_gpu() -> None:
+    [run] = _job(gpus=0)["spec"]["template"]["spec"]["containers"]
+    assert "nvidia.com/gpu" not in run["resources"]["limits"]
+
+
+def test_the_sandbox_is_ready_only_when_its_tool_api_answers() -> None:
+    pod = manifests.sandbox_pod(
+        name="speedrun-sandbox-a1",
+        labels={"speedrun.io/owner": "a1"},
+        image="speedrun-tiny-cpu:latest",
+        config_map_name="speedrun-sandbox-a1",
+        files={"train_gpt.py": b"print('hi')\n"},
+        memory_bytes=2 * 1024**3,
+        gpus=1,
+        data_dir=Path("/var/lib/speedrun-data"),
+        settings=PLACED,
+    )
+    [server] = pod["spec"]["containers"]
+    assert server["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": manifests.SANDBOX_PORT}
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    [seed] = pod["spec"]["initContainers"]
+    assert "nvidia.com/gpu" not in seed["resources"]["limits"]  # copying files needs no GPU
+
+
+def test_pushed_images_are_pulled_by_their_locked_registry_digest(tmp_path: Path) -> None:
+    pinned = "ghcr.io/lab/speedrun-cuda-stable@sha256:" + "b" * 64
+    write_lock(
+        tmp_path,
+        Lock(
+            images={
+                "speedrun-cuda-stable": LockEntry(digest="sha256:" + "c" * 64, repo_digest=pinned),
+                "speedrun-tiny-cpu": LockEntry(digest="sha256:" + "d" * 64),
+            }
+        ),
+    )
+    backend = KubernetesBackend(Settings(home=tmp_path / "home", images_dir=tmp_path))
+    assert backend.image_ref("speedrun-cuda-stable") == pinned
+    assert backend.image_ref("speedrun-tiny-cpu") == "speedrun-tiny-cpu:latest"  # not pushed: local tag
