@@ -65,6 +65,7 @@ def test_the_base_applies_and_its_namespace_refuses_privileged_pods(cluster: Clu
         ("get", "pods/log", NS, True),
         ("create", "jobs.batch", NS, True),
         ("watch", "jobs.batch", NS, True),
+        ("create", "pods/exec", NS, False),
         ("get", "secrets", NS, False),
         ("list", "secrets", NS, False),
         ("create", "pods", "elsewhere", False),
