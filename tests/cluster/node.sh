@@ -29,7 +29,11 @@ ctr() { command ctr --address "$sock" --namespace k8s.io "$@"; }
 
 load_images() {  # docker image -> the node's containerd image store, under the same name
     for image in "$@"; do
-        docker image inspect "$image" >/dev/null
+        id=$(docker image inspect -f '{{.Id}}' "$image")
+        # the CRI plugin names every image by its config digest, Docker's image id too: a
+        # node that already holds this exact image is left as it is (a 3 GB import is slow)
+        case $image in */*) ref=docker.io/$image ;; *) ref=docker.io/library/$image ;; esac
+        [ -n "$(ctr images ls -q "name==$id")" ] && [ -n "$(ctr images ls -q "name==$ref")" ] && continue
         docker save "$image" | ctr images import --no-unpack=false - >/dev/null
     done
 }
@@ -59,6 +63,9 @@ state = "$state/containerd/state"
   address = "$sock"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/$pause"
+  # the kubelet asks for OOM scores below ours (-998 for pod sandboxes), which needs
+  # CAP_SYS_RESOURCE; where this host lacks it (a VM's container), keep them at ours
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -75,6 +82,13 @@ cat >"$state/cni/10-speedrun.conflist" <<JSON
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 JSON
+# The bridge exists before any pod: its gateway address is the node's IP, where the API
+# server reaches the kubelet (a node IP may not be loopback) and pods reach this host.
+if ! ip link show speedrun0 >/dev/null 2>&1; then
+    ip link add speedrun0 type bridge
+    ip addr add 10.244.0.1/24 dev speedrun0
+fi
+ip link set speedrun0 up
 start containerd containerd --config "$state/containerd/config.toml"
 for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.2; done
 
@@ -103,7 +117,7 @@ chmod 600 "$state/kubelet/kubeconfig"
 cat >"$state/kubelet/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+address: 10.244.0.1
 port: 10250
 readOnlyPort: 0
 authentication:
@@ -126,7 +140,7 @@ kubectl create clusterrolebinding speedrun-apiserver-kubelet --clusterrole syste
     --user kube-apiserver-kubelet-client --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 start kubelet "$bin/kubelet" --config "$state/kubelet/config.yaml" \
     --kubeconfig "$state/kubelet/kubeconfig" --root-dir "$ctrd/../kubelet" \
-    --cert-dir "$state/kubelet/pki" --hostname-override "$node" --node-ip 127.0.0.1
+    --cert-dir "$state/kubelet/pki" --hostname-override "$node" --node-ip 10.244.0.1
 
 for _ in $(seq 1 120); do
     ready=$(kubectl get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)

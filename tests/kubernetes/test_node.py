@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -73,8 +74,15 @@ def test_a_restricted_pod_runs_serves_on_its_ip_and_its_logs_come_back(node: Clu
         assert pod["spec"]["nodeName"] == "speedrun-node"
         ip = pod["status"]["podIP"]
         assert ip.startswith("10.244.0."), ip
-        with urllib.request.urlopen(f"http://{ip}:8080/", timeout=10) as answer:
-            assert answer.read() == b"hello from the pod"
+        deadline = time.monotonic() + 30
+        while True:  # Ready means started (no probe): the server may not listen yet
+            try:
+                with urllib.request.urlopen(f"http://{ip}:8080/", timeout=10) as answer:
+                    assert answer.read() == b"hello from the pod"
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline, f"nothing listens on {ip}:8080"
+                time.sleep(0.5)
         deadline = time.monotonic() + 30
         while "serving as uid 65534" not in (logs := node.kubectl("logs", "node-probe", "-n", NS).stdout):
             assert time.monotonic() < deadline, logs
