@@ -6,7 +6,8 @@ and a held-out one only the scorer mounts (THREATS.md #6).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import glob
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +76,17 @@ def _synthetic(root: Path, spec: SynthSpec, progress: Callable[[str], None] | No
         generate_corpus(root, spec, progress)
         marker.write_text(wanted)
     return _layout(root)
+
+
+def named_data_files(env: Mapping[str, str], data_dir: Path) -> list[Path]:
+    """The data files under ``data_dir`` that ``env``'s values name (paths or globs).
+
+    Container backends mount exactly these, read-only: a sandbox's env names the
+    agent-visible validation shard, a scorer run's the held-out one (THREATS.md #6).
+    """
+    root = str(data_dir)
+    files: set[str] = set()
+    for value in env.values():
+        if value.startswith(root):
+            files.update(p for p in glob.glob(value) if Path(p).is_file())
+    return [Path(f) for f in sorted(files)]

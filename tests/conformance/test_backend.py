@@ -103,7 +103,7 @@ async def test_experiment_runs_inside_the_sandbox_with_budget(
         async with ToolClient(sandbox.tool_url, sandbox.agent_token) as tools:
             result = await tools.run_experiment()
             assert result.status == "finished" and result.reason == "exited"
-            assert result.metrics.reached_target
+            assert result.metrics.reached_target, result.log_tail
             assert result.metrics.last_step == toy_task.baseline.manifest.published_steps
             with pytest.raises(ToolBudgetExceeded):
                 await tools.run_experiment()

@@ -10,6 +10,7 @@ from orchestrator.backends.kubernetes.backend import KubernetesBackend
 from orchestrator.images.catalog import Lock, LockEntry, write_lock
 from orchestrator.settings import KubernetesSettings, Settings
 
+HELDOUT = "/var/lib/speedrun-data/fineweb10B/heldout_val_000000.bin"
 PLACED = KubernetesSettings(
     node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
     tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
@@ -31,7 +32,7 @@ def _job(gpus: int) -> dict:
         memory_bytes=64 * 1024**3,
         gpus=gpus,
         deadline_s=900.5,
-        data_dir=Path("/var/lib/speedrun-data"),
+        data_files={HELDOUT: "fineweb10B/heldout_val_000000.bin"},
         settings=PLACED,
     )
 
@@ -55,9 +56,11 @@ def test_a_scored_run_is_guaranteed_confined_and_placed_by_settings() -> None:
     assert pod["nodeSelector"] == PLACED.node_selector
     assert pod["tolerations"] == PLACED.tolerations
     assert pod["runtimeClassName"] == "gvisor" and pod["priorityClassName"] == "speedrun-sandbox"
-    # the run's files and the data are read-only; it may write only its in-memory scratch
+    # the run's files and the one data file it names are read-only; it writes only its scratch
     mounts = {m["mountPath"]: m["readOnly"] for m in run["volumeMounts"]}
-    assert mounts == {manifests.CODE: True, "/var/lib/speedrun-data": True, "/tmp": False, "/dev/shm": False}
+    assert mounts == {manifests.CODE: True, HELDOUT: True, "/tmp": False, "/dev/shm": False}
+    [data] = [m for m in run["volumeMounts"] if m["name"] == "data"]
+    assert data["subPath"] == "fineweb10B/heldout_val_000000.bin"
     # a disruption is retried by the Job; any exit of the run itself ends it, at a hard deadline
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 900
     rules = spec["podFailurePolicy"]["rules"]
@@ -79,7 +82,7 @@ def test_the_sandbox_is_ready_only_when_its_tool_api_answers() -> None:
         files={"train_gpt.py": b"print('hi')\n"},
         memory_bytes=2 * 1024**3,
         gpus=1,
-        data_dir=Path("/var/lib/speedrun-data"),
+        data_files={},
         settings=PLACED,
     )
     [server] = pod["spec"]["containers"]
@@ -87,6 +90,20 @@ def test_the_sandbox_is_ready_only_when_its_tool_api_answers() -> None:
     assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
     [seed] = pod["spec"]["initContainers"]
     assert "nvidia.com/gpu" not in seed["resources"]["limits"]  # copying files needs no GPU
+
+
+def test_only_the_data_files_a_run_names_are_mounted(tmp_path: Path) -> None:
+    for name in ("train_000000.bin", "val_000000.bin", "heldout_val_000000.bin"):
+        (tmp_path / "tiny").mkdir(exist_ok=True)
+        (tmp_path / "tiny" / name).write_bytes(b"x")
+    env = {
+        "NANOGPT_TRAIN_FILES": f"{tmp_path}/tiny/train_*.bin",
+        "NANOGPT_VAL_FILES": f"{tmp_path}/tiny/val_*.bin",
+    }
+    assert manifests.data_files(env, tmp_path) == {
+        f"{tmp_path}/tiny/train_000000.bin": "tiny/train_000000.bin",
+        f"{tmp_path}/tiny/val_000000.bin": "tiny/val_000000.bin",
+    }
 
 
 def test_pushed_images_are_pulled_by_their_locked_registry_digest(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ network at all: the tool API is reached through a Unix socket in a bind mount.
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.catalog.data import named_data_files
 from orchestrator.settings import DockerSettings
 
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -66,19 +66,13 @@ def container_args(
 
 
 def data_mounts(env: Mapping[str, str], data_dir: Path) -> list[Any]:
-    """Read-only mounts, at the same paths, of exactly the data files the env names.
-
-    A sandbox's env names the agent-visible validation shard, a scorer run's the
-    held-out one: only what is named is mounted (THREATS.md #6).
-    """
+    """Read-only mounts, at the same paths, of exactly the data files the env names."""
     from docker.types import Mount
 
-    root = str(data_dir)
-    files: set[str] = set()
-    for value in env.values():
-        if value.startswith(root):
-            files.update(p for p in glob.glob(value) if Path(p).is_file())
-    return [Mount(target=f, source=f, type="bind", read_only=True) for f in sorted(files)]
+    return [
+        Mount(target=str(f), source=str(f), type="bind", read_only=True)
+        for f in named_data_files(env, data_dir)
+    ]
 
 
 def bind(source: Path, target: str, *, read_only: bool) -> Any:

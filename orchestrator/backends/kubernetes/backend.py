@@ -117,7 +117,7 @@ class KubernetesBackend(Backend):
             files=files,
             memory_bytes=spec.limits.memory_bytes + self._k8s.memory_headroom_bytes,
             gpus=spec.gpus,
-            data_dir=self._settings.data_dir,
+            data_files=manifests.data_files(spec.launch_env, self._settings.data_dir),
             settings=self._k8s,
         )
 
@@ -256,7 +256,7 @@ class KubernetesBackend(Backend):
                     if not doomed(item.metadata.labels.get(cluster.LABEL_OWNER, "")):
                         continue
                     try:
-                        delete(item.metadata.name, api.namespace, grace_period_seconds=0)
+                        delete(item.metadata.name, api.namespace, grace_period_seconds=manifests.KILL_GRACE_S)
                     except ApiException as e:
                         if not cluster.absent(e):
                             raise BackendError(f"deleting {kind} {item.metadata.name}: {e.status}") from e

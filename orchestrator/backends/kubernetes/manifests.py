@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.catalog.data import named_data_files
 from orchestrator.settings import KubernetesSettings
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -25,6 +26,9 @@ CONFIG = "/sandbox/config"
 SEED = "/sandbox/seed"
 CODE = "/code"
 SANDBOX_PORT = 8080
+KILL_GRACE_S = 1
+"""Seconds from SIGTERM to SIGKILL. Not 0: the API treats 0 as a forced delete, which
+drops the pod object at once while its containers may still run on the node."""
 
 # copies the seed files (ConfigMap keys, read-only) into the writable workspace
 _SEED = (
@@ -64,7 +68,7 @@ def sandbox_pod(
     files: Mapping[str, bytes],
     memory_bytes: int,
     gpus: int,
-    data_dir: Path,
+    data_files: Mapping[str, str],
     settings: KubernetesSettings,
 ) -> dict[str, Any]:
     """The tool API server on SANDBOX_PORT, its workspace seeded by an init container."""
@@ -90,7 +94,7 @@ def sandbox_pod(
         settings,
         memory_bytes=256 * 1024**2,
         gpus=0,
-        mounts=[("seed", SEED, True), ("workspace", WORKSPACE, False)],
+        mounts=[_mount("seed", SEED, True), _mount("workspace", WORKSPACE, False)],
     )
     server = _container(
         "sandbox",
@@ -100,12 +104,12 @@ def sandbox_pod(
         memory_bytes=memory_bytes,
         gpus=gpus,
         mounts=[
-            ("config", CONFIG, True),
-            ("workspace", WORKSPACE, False),
-            ("state", STATE, False),
-            ("tmp", "/tmp", False),
-            ("shm", "/dev/shm", False),
-            *_data_mount(settings, data_dir),
+            _mount("config", CONFIG, True),
+            _mount("workspace", WORKSPACE, False),
+            _mount("state", STATE, False),
+            _mount("tmp", "/tmp", False),
+            _mount("shm", "/dev/shm", False),
+            *_data_mounts(settings, data_files),
         ],
     )
     server["ports"] = [{"name": "tools", "containerPort": SANDBOX_PORT}]
@@ -141,7 +145,7 @@ def run_job(
     memory_bytes: int,
     gpus: int,
     deadline_s: float,
-    data_dir: Path,
+    data_files: Mapping[str, str],
     settings: KubernetesSettings,
 ) -> dict[str, Any]:
     """One scored run in a fresh pod: the run's files read-only at CODE, nothing else of ours.
@@ -157,10 +161,10 @@ def run_job(
         memory_bytes=memory_bytes,
         gpus=gpus,
         mounts=[
-            ("code", CODE, True),
-            ("tmp", "/tmp", False),
-            ("shm", "/dev/shm", False),
-            *_data_mount(settings, data_dir),
+            _mount("code", CODE, True),
+            _mount("tmp", "/tmp", False),
+            _mount("shm", "/dev/shm", False),
+            *_data_mounts(settings, data_files),
         ],
         env=env,
     )
@@ -199,6 +203,7 @@ def _pod_spec(settings: KubernetesSettings) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": KILL_GRACE_S,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": settings.user,
@@ -226,7 +231,7 @@ def _container(
     *,
     memory_bytes: int,
     gpus: int,
-    mounts: list[tuple[str, str, bool]],
+    mounts: list[dict[str, Any]],
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     amounts = {
@@ -249,7 +254,7 @@ def _container(
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": v, "mountPath": at, "readOnly": ro} for v, at, ro in mounts],
+        "volumeMounts": mounts,
     }
 
 
@@ -271,6 +276,22 @@ def _data_volume(settings: KubernetesSettings) -> list[dict[str, Any]]:
     return [{"name": "data", "persistentVolumeClaim": {"claimName": settings.data_claim, "readOnly": True}}]
 
 
-def _data_mount(settings: KubernetesSettings, data_dir: Path) -> list[tuple[str, str, bool]]:
-    """The track data at the orchestrator's own path, so the records' data env applies as is."""
-    return [] if settings.data_claim is None else [("data", str(data_dir), True)]
+def data_files(env: Mapping[str, str], data_dir: Path) -> dict[str, str]:
+    """The data files ``env`` names (path -> its path inside the data claim, whose root is
+    the orchestrator's data folder)."""
+    return {str(f): str(f.relative_to(data_dir)) for f in named_data_files(env, data_dir)}
+
+
+def _mount(volume: str, path: str, read_only: bool, sub_path: str | None = None) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": volume, "mountPath": path, "readOnly": read_only}
+    if sub_path is not None:
+        mount["subPath"] = sub_path
+    return mount
+
+
+def _data_mounts(settings: KubernetesSettings, data_files: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Exactly the data files the run's env names (path -> path inside the claim), each
+    read-only at its own path: a sandbox never sees the scorer's held-out shard."""
+    if settings.data_claim is None:
+        return []
+    return [_mount("data", path, True, sub_path=inside) for path, inside in data_files.items()]

@@ -81,7 +81,7 @@ class PodLauncher:
             memory_bytes=(limits.memory_bytes or 8 * 1024**3) + self._settings.memory_headroom_bytes,
             gpus=self._gpus,
             deadline_s=limits.timeout_s + self._settings.start_timeout_s,
-            data_dir=self._data_dir,
+            data_files=manifests.data_files(env, self._data_dir),
             settings=self._settings,
         )
         api = self._api
@@ -101,7 +101,7 @@ def delete_job(api: cluster.Api, name: str) -> None:
 
     try:
         api.batch.delete_namespaced_job(
-            name, api.namespace, propagation_policy="Foreground", grace_period_seconds=0
+            name, api.namespace, propagation_policy="Foreground", grace_period_seconds=manifests.KILL_GRACE_S
         )
     except ApiException as e:
         if not cluster.absent(e):
