@@ -19,7 +19,9 @@ if [ -f "$state/kubelet.pid" ]; then  # the node (node.sh): kubelet first, then 
     fi
     rm -rf /var/lib/cni/networks/speedrun  # the bridge's address leases
     # volumes the kubelet mounted for pods (emptyDir tmpfs, projected files), deepest first
-    awk '$2 ~ "^/var/lib/speedrun-cluster/kubelet/" {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l
+    # and the pod sandboxes' /dev/shm that containerd mounted in its state folder
+    awk -v state="$state/" '$2 ~ "^/var/lib/speedrun-cluster/kubelet/" || index($2, state) == 1 {print $2}' \
+        /proc/mounts | sort -r | xargs -r -n1 umount -l
 fi
 for name in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
     if [ -f "$state/$name.pid" ]; then

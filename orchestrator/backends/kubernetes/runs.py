@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -68,11 +69,13 @@ class PodLauncher:
         on_line: LineWatcher,
     ) -> ProcessResult:
         argv = [manifests.PYTHON if a == "{python}" else a for a in run.argv]
-        name = f"speedrun-score-{self._session}-{label}"[:63].rstrip("-").lower()
+        # the process label ends in the run's own ("r0-baseline", "warmup"); DNS-1123 names
+        run_name = re.sub(r"[^a-z0-9-]+", "-", label.rsplit("/", 1)[-1].lower()).strip("-")
+        name = f"speedrun-score-{self._session}-{run_name}"[:63].rstrip("-")
         keys = self._keys[run.files]
         job = manifests.run_job(
             name=name,
-            labels=cluster.labels(self._session, "scorer", self._instance, **{cluster.LABEL_RUN: label}),
+            labels=cluster.labels(self._session, "scorer", self._instance, **{cluster.LABEL_RUN: run_name}),
             image=self._images[run.image],
             argv=argv,
             env={**env, **fresh_home(_HOME)},
