@@ -139,6 +139,8 @@ def build(target: ImageTarget, repo: Path, staging: Path, tag: str, progress: Pr
         ignore = shutil.ignore_patterns("__pycache__")
         for folder in target.context:
             shutil.copytree(repo / folder, app / folder, ignore=ignore)
+        if target.metadata:
+            _stage_metadata(app / "dist-info")
         progress(f"building {ref} on {env_ref}")
         docker(
             "build", "-q", "-f", str(repo / target.dockerfile), "--build-arg", f"ENV_IMAGE={env_ref}",
@@ -156,12 +158,25 @@ def _target(target: ImageTarget) -> list[str]:
     return [*group, "--secret", "id=ca,src=/etc/ssl/certs/ca-certificates.crt"]
 
 
+def _stage_metadata(folder: Path) -> None:
+    """The project's METADATA and entry points, as installed here (the code itself is copied)."""
+    dist = metadata.distribution("speedrun-orchestrator")
+    folder.mkdir(parents=True)
+    for name in ("METADATA", "entry_points.txt"):
+        text = dist.read_text(name)
+        if text is None:
+            raise UsageError(f"the installed speedrun-orchestrator has no {name}; reinstall it")
+        (folder / name).write_text(text)
+
+
 def _build_env(target: ImageTarget, repo: Path, staging: Path, progress: Progress) -> str:
     assert target.base and target.env_dockerfile
     base_id = image_id(target.base)
     if base_id is None:
         raise UsageError(f"base image {target.base} is missing; build it with images/base/build.sh")
-    env_ref = f"{target.name}-env:{env_fingerprint(base_id)}"
+    # named by its recipe, not by the target: targets on one environment share one build
+    # (and its layers, so a node that holds one image pulls or imports little of another)
+    env_ref = f"speedrun-env-{Path(target.env_dockerfile).parent.name}:{env_fingerprint(base_id)}"
     if image_id(env_ref) is not None:
         return env_ref
     context = staging / f"{target.name}-env"

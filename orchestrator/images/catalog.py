@@ -30,6 +30,9 @@ class ImageTarget(BaseModel):
     context: list[str] = ["orchestrator"]
     """host-env: the repository folders copied onto the environment layer. Sandbox and scorer
     images hold the orchestrator package only: never the catalog with later records."""
+    metadata: bool = False
+    """host-env: also the project's installed metadata (its entry points name the backends
+    and agents), for images that run the orchestrator itself."""
 
 
 class LockEntry(BaseModel):
