@@ -18,6 +18,7 @@ if [ -f "$state/kubelet.pid" ]; then  # the node (node.sh): kubelet first, then 
         done
     fi
     rm -rf /var/lib/cni/networks/speedrun  # the bridge's address leases
+    iptables -D FORWARD -i speedrun0 -o speedrun0 -j ACCEPT 2>/dev/null || true
     # volumes the kubelet mounted for pods (emptyDir tmpfs, projected files), deepest first
     # and the pod sandboxes' /dev/shm that containerd mounted in its state folder
     awk -v state="$state/" '$2 ~ "^/var/lib/speedrun-cluster/kubelet/" || index($2, state) == 1 {print $2}' \

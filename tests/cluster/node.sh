@@ -89,6 +89,10 @@ if ! ip link show speedrun0 >/dev/null 2>&1; then
     ip addr add 10.244.0.1/24 dev speedrun0
 fi
 ip link set speedrun0 up
+# Docker sets the FORWARD policy to DROP and bridged frames pass iptables (br_netfilter):
+# let pods on this bridge reach each other (the orchestrator pod, sandbox tool APIs)
+iptables -C FORWARD -i speedrun0 -o speedrun0 -j ACCEPT 2>/dev/null ||
+    iptables -I FORWARD -i speedrun0 -o speedrun0 -j ACCEPT
 start containerd containerd --config "$state/containerd/config.toml"
 for _ in $(seq 1 50); do [ -S "$sock" ] && break; sleep 0.2; done
 
