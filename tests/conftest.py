@@ -34,11 +34,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # FSR of the tiny oracle and null attempts scored with one repeat, on any backend. On a
-# shared 2-core VM identical runs (same script, same seed) differ by up to ~20 % in time
-# to target (measured: 20.0 s vs 24.7 s), so one FSR carries an error of ~0.15; the bands
-# are ~3 of those. The GPU suite (benchmarks/gpu_suite.py) measures FSR accuracy.
+# shared 2-core VM identical runs (same script, same seed, same session) differ in time to
+# target by 6 % on average and up to 20 %, in CPU seconds too (the host, not contention:
+# measured 20.0 s vs 24.7 s at 1.76 and 1.79 cores). One FSR then carries an error of
+# ~0.12 for the oracle (its runs take ~25 s) and ~0.2 for the null agent (its ~45 s runs
+# are compared with the ~20 s the task saves). The GPU suite measures FSR accuracy.
 ORACLE_FSR_BAND = (0.55, 1.45)
-NULL_FSR_BAND = (-0.45, 0.45)
+NULL_FSR_BAND = (-0.6, 0.5)
 
 
 @pytest.fixture(scope="session")
