@@ -22,7 +22,7 @@ from tests import docker_support
 from tests.conftest import NULL_FSR_BAND, ORACLE_FSR_BAND, REPO
 from tests.kubernetes.cluster import CLUSTER, Cluster
 
-pytestmark = [pytest.mark.kubernetes, pytest.mark.slow]
+pytestmark = [pytest.mark.kubernetes, pytest.mark.slow, pytest.mark.cluster_e2e]
 
 NS = "speedrun"
 OVERLAY = REPO / "k8s" / "overlays" / "test-cluster"
@@ -63,15 +63,18 @@ def _orchestrator_pods(node: Cluster) -> list[dict]:
     return [p for p in json.loads(listed)["items"] if "deletionTimestamp" not in p["metadata"]]
 
 
-def _metric(ip: str, name: str) -> float:
-    """Sum of a metric's samples on the orchestrator's /metrics (0 when absent)."""
+def _metric(ip: str, sample: str) -> float:
+    """A sample on the orchestrator's /metrics, named with its labels as exposed (0 when absent)."""
     with urllib.request.urlopen(f"http://{ip}:9464/metrics", timeout=5) as answer:
         text = answer.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(sample + " ")]
+    return values[0] if values else 0.0
+
+
+def _scorer_runs(node: Cluster) -> list[str]:
+    """The runs (speedrun.io/run labels) of the scorer pods now in the cluster."""
+    found = node.kubectl("get", "pods", "-n", NS, "-l", "speedrun.io/role=scorer", "-o", "json")
+    return [p["metadata"]["labels"].get("speedrun.io/run", "") for p in json.loads(found.stdout)["items"]]
 
 
 def _wait(what: str, check, timeout_s: float, node: Cluster):  # type: ignore[no-untyped-def]
@@ -103,8 +106,13 @@ def test_the_in_cluster_orchestrator_resumes_its_batch_after_its_pod_is_killed(n
     try:
         [first] = _orchestrator_pods(node)
         ip = first["status"]["podIP"]
-        # mid-batch: both attempts submitted, the shared scoring session one run in
-        _wait("the first scored run", lambda: _metric(ip, "speedrun_scorer_runs_total") >= 1, 900, node)
+
+        # mid-batch: both attempts submitted and scoring, a timed run's Job under way
+        def timing() -> bool:
+            scoring = _metric(ip, 'speedrun_attempts_in_state{state="scoring"}') == 2
+            return scoring and any(run != "warmup" for run in _scorer_runs(node))
+
+        _wait("the scoring session's first timed run", timing, 900, node)
         node.kubectl("delete", "pod", first["metadata"]["name"], "-n", NS, "--grace-period=0", "--force")
 
         def replaced() -> bool:
