@@ -66,6 +66,9 @@ def test_the_base_applies_and_its_namespace_refuses_privileged_pods(cluster: Clu
         ("create", "jobs.batch", NS, True),
         ("watch", "jobs.batch", NS, True),
         ("create", "pods/exec", NS, False),
+        ("get", "pods/exec", NS, False),
+        ("create", "pods/attach", NS, False),
+        ("create", "pods/portforward", NS, False),
         ("get", "secrets", NS, False),
         ("list", "secrets", NS, False),
         ("create", "pods", "elsewhere", False),
@@ -79,7 +82,11 @@ def test_the_orchestrator_may_do_only_its_job(
     cluster: Cluster, token: str, verb: str, resource: str, namespace: str | None, allowed: bool
 ) -> None:
     where = ["-n", namespace] if namespace else []
-    answer = cluster.kubectl("auth", "can-i", verb, resource, *where, token=token, check=False).stdout.strip()
+    # `can-i VERB pods/exec` would ask about a pod named "exec": subresources go apart
+    kind, _, sub = resource.partition("/")
+    if sub:
+        where.append(f"--subresource={sub}")
+    answer = cluster.kubectl("auth", "can-i", verb, kind, *where, token=token, check=False).stdout.strip()
     assert answer == ("yes" if allowed else "no"), (verb, resource, namespace, answer)
 
 
