@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the test cluster's binaries from Go modules, through the module proxy:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, and
+# kube-router, whose network policy controller enforces NetworkPolicy on the node.
 #
 #   tests/cluster/build.sh            # binaries into tests/cluster/bin (git-ignored)
 #
@@ -12,10 +13,12 @@ set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-1.32.3}
 ETCD_VERSION=${ETCD_VERSION:-3.5.17}
+KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-2.10.0}
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SPEEDRUN_CLUSTER_BIN:-$here/bin}
 mod=$here/.module   # generated go.mod and go.sum (git-ignored)
-mkdir -p "$out" "$mod"
+router_mod=$here/.module-kube-router   # its own go.mod: it needs a newer client-go
+mkdir -p "$out" "$mod" "$router_mod"
 # Some staging modules (kube-controller-manager, endpointslice) are served by the module
 # proxy but missing from the checksum database it mirrors here; go.sum still pins them.
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GONOSUMDB=k8s.io
@@ -50,4 +53,15 @@ for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
     go build -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
     echo "built $cmd ($(( $(date +%s) - start ))s so far)"
 done
+
+cd "$router_mod"
+if [ ! -f go.mod ] || ! grep -q "kube-router/v2 v$KUBE_ROUTER_VERSION" go.mod; then
+    rm -f go.mod go.sum
+    go mod init speedrun.test/kube-router >/dev/null 2>&1
+    # the netlink pseudo-version kube-router pins is not on the module proxy: its release
+    # before stands in (the policy controller uses none of what came after)
+    go mod edit -require "github.com/cloudnativelabs/kube-router/v2@v$KUBE_ROUTER_VERSION" \
+        -replace github.com/vishvananda/netlink=github.com/vishvananda/netlink@v1.3.1
+fi
+go build -o "$out/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 echo "test cluster binaries in $out ($(( $(date +%s) - start ))s)"

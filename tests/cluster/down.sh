@@ -3,6 +3,14 @@
 set -euo pipefail
 state=${1:-${SPEEDRUN_CLUSTER_STATE:-/tmp/speedrun-cluster}}
 pids=()
+bin=${SPEEDRUN_CLUSTER_BIN:-$(cd "$(dirname "$0")" && pwd)/bin}
+if [ -f "$state/kube-router.pid" ]; then  # the policy controller, and its chains and ipsets
+    pid=$(cat "$state/kube-router.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    rm -f "$state/kube-router.pid"
+    "$bin/kube-router" --cleanup-config >/dev/null 2>&1 || true
+fi
 if [ -f "$state/kubelet.pid" ]; then  # the node (node.sh): kubelet first, then every pod's containers
     kill "$(cat "$state/kubelet.pid")" 2>/dev/null || true
     rm -f "$state/kubelet.pid"

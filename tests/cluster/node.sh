@@ -6,8 +6,8 @@
 #   tests/cluster/node.sh [STATE_DIR]            # returns once the node is Ready
 #   tests/cluster/node.sh --load IMAGE... [--state STATE_DIR]   # copy Docker images into it
 #
-# Needs root, containerd and runc (Debian's docker.io brings both) and the CNI plugins
-# (Debian's containernetworking-plugins). Stop it with down.sh.
+# Needs root, containerd and runc (Debian's docker.io brings both), the CNI plugins
+# (Debian's containernetworking-plugins) and ipset. Stop it with down.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,9 +45,11 @@ load_images() {  # docker image -> the node's containerd image store, under the 
 
 if [ ${#load[@]} -gt 0 ]; then load_images "${load[@]}"; exit 0; fi
 
-[ -x "$bin/kubelet" ] || { echo "missing $bin/kubelet: run tests/cluster/build.sh first" >&2; exit 1; }
+for b in kubelet kube-router; do
+    [ -x "$bin/$b" ] || { echo "missing $bin/$b: run tests/cluster/build.sh first" >&2; exit 1; }
+done
 [ -f "$state/admin.kubeconfig" ] || { echo "no control plane in $state: run up.sh first" >&2; exit 1; }
-for tool in containerd runc docker; do
+for tool in containerd runc docker ipset curl; do
     command -v $tool >/dev/null || { echo "missing $tool: apt-get install docker.io" >&2; exit 1; }
 done
 [ -x /usr/lib/cni/bridge ] || { echo "missing CNI plugins: apt-get install containernetworking-plugins" >&2; exit 1; }
@@ -151,11 +153,27 @@ start kubelet "$bin/kubelet" --config "$state/kubelet/config.yaml" \
     --kubeconfig "$state/kubelet/kubeconfig" --root-dir "$ctrd/../kubelet" \
     --cert-dir "$state/kubelet/pki" --hostname-override "$node" --node-ip 10.244.0.1
 
+ready=
 for _ in $(seq 1 120); do
     ready=$(kubectl get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-    [ "$ready" = True ] && { echo "$node Ready"; exit 0; }
+    [ "$ready" = True ] && break
     sleep 1
 done
-echo "node $node not Ready after 120 s; see $state/logs/kubelet.log" >&2
-tail -20 "$state/logs/kubelet.log" >&2
+if [ "$ready" != True ]; then
+    echo "node $node not Ready after 120 s; see $state/logs/kubelet.log" >&2
+    tail -20 "$state/logs/kubelet.log" >&2
+    exit 1
+fi
+
+# NetworkPolicy, enforced: kube-router's policy controller alone (no routing, no service
+# proxy) turns the policies of the pods on this node into iptables chains and ipsets.
+start kube-router "$bin/kube-router" --kubeconfig "$state/admin.kubeconfig" --hostname-override "$node" \
+    --run-firewall=true --run-router=false --run-service-proxy=false \
+    --health-port 20244 --metrics-port 0
+for _ in $(seq 1 60); do
+    curl -fs http://127.0.0.1:20244/healthz >/dev/null && { echo "$node Ready, NetworkPolicy enforced"; exit 0; }
+    sleep 0.5
+done
+echo "kube-router not healthy after 30 s; see $state/logs/kube-router.log" >&2
+tail -20 "$state/logs/kube-router.log" >&2
 exit 1

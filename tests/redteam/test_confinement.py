@@ -7,12 +7,14 @@ scored run, and keep a child alive after printing a passing line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,41 @@ def _probe_script(targets: dict) -> str:
     return f"TARGETS = {targets!r}\n" + _PROBE + _TOY_TAIL
 
 
+def _stand_in_store(settings: Settings) -> Path:
+    """A file where the orchestrator keeps its store: no scored run may read or change it."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.scoring_dir.mkdir(parents=True, exist_ok=True)
+    store = settings.home / "speedrun.db"
+    store.write_bytes(b"the store")
+    return store
+
+
+@contextlib.contextmanager
+def _listening_port(host: str) -> Iterator[int]:
+    """A TCP port open on the host, which a scored run must not be able to connect to."""
+    listener = socket.create_server((host, 0))
+    listener.setblocking(False)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def _targets(settings: Settings, store: Path, port: int, *, reads: dict, writes: dict) -> dict:
+    """What the probe aims at on every backend, plus the backend's own ``reads`` and ``writes``."""
+    return {
+        "read": {
+            "store db": str(store),
+            **reads,
+            "later record": str(settings.records_dir / "toy" / "r3" / "train_gpt.py"),
+            "root home": str(Path.home() / ".bashrc"),
+        },
+        "write": writes,
+        "list": {"workspaces": str(settings.workspaces_dir), "catalog": str(settings.records_dir)},
+        "port": port,
+    }
+
+
 def _every_probe_failed(runs: list[RunMeasurement], isolation: str, before: dict[Path, bytes]) -> None:
     """The probe run reached its target under ``isolation`` as uid 65534, every probe printed
     SAFE (4 reads, 3 writes, 2 listings, plan and other runs, 2 connections, processes) and
@@ -122,42 +159,26 @@ def _every_probe_failed(runs: list[RunMeasurement], isolation: str, before: dict
 async def test_a_scored_run_cannot_reach_the_scorers_code_data_or_outputs(
     settings: Settings, toy_task: Task, run_harness: RunHarness, tmp_path: Path
 ) -> None:
-    home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
-    secret = home / "speedrun.db"
-    secret.write_bytes(b"the store")
-    (settings.scoring_dir).mkdir(parents=True, exist_ok=True)
+    store = _stand_in_store(settings)
     import orchestrator.scorer.harness as harness_module
 
     harness_file = Path(harness_module.__file__)
     data_dir = settings.data_dir / "toy"
     heldout = sorted(data_dir.glob("val_heldout_*.bin"))
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.setblocking(False)
-    targets = {
-        "read": {
-            "store db": str(secret),
-            "scorer code": str(harness_file),
-            "later record": str(settings.records_dir / "toy" / "r3" / "train_gpt.py"),
-            "root home": str(Path.home() / ".bashrc"),
-        },
-        "write": {
-            "store db": str(secret),
-            "scorer code": str(harness_file),
-            "track data": str(data_dir / "COMPLETE"),
-        },
-        "list": {
-            "workspaces": str(settings.workspaces_dir),
-            "catalog": str(settings.records_dir),
-        },
-        "port": port,
-    }
-    before = {p: p.read_bytes() for p in (secret, harness_file, *heldout) if p.exists()}
-    try:
+    before = {p: p.read_bytes() for p in (store, harness_file, *heldout) if p.exists()}
+    with _listening_port("127.0.0.1") as port:
+        targets = _targets(
+            settings,
+            store,
+            port,
+            reads={"scorer code": str(harness_file)},
+            writes={
+                "store db": str(store),
+                "scorer code": str(harness_file),
+                "track data": str(data_dir / "COMPLETE"),
+            },
+        )
         result = await run_harness(toy_task, {"probe": {"train_gpt.py": _probe_script(targets)}})
-    finally:
-        listener.close()
     _every_probe_failed(result.measurements, "jail", before)
 
 
@@ -266,45 +287,33 @@ async def test_a_scored_run_in_a_docker_container_cannot_reach_the_scorer_either
     from tests import docker_support
 
     docker_support.require_docker()
-    home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
-    secret = home / "speedrun.db"
-    secret.write_bytes(b"the store")
-    settings.scoring_dir.mkdir(parents=True, exist_ok=True)
+    store = _stand_in_store(settings)
     data = ensure_track_data(catalog.track(toy_task.track), settings.data_dir)
     data_file = sorted(Path(settings.data_dir / "toy").glob("train_*.bin"))[0]
-    listener = socket.create_server(("0.0.0.0", 0))
-    port = listener.getsockname()[1]
-    listener.setblocking(False)
-    targets = {
-        "read": {
-            "store db": str(secret),
-            "scoring outputs": str(settings.scoring_dir),
-            "later record": str(settings.records_dir / "toy" / "r3" / "train_gpt.py"),
-            "root home": str(Path.home() / ".bashrc"),
-        },
-        "write": {
-            "scorer code in the image": "/opt/speedrun/orchestrator/scorer/harness.py",
-            "own submission": "/code/train_gpt.py",
-            "track data": str(data_file),
-        },
-        "list": {"workspaces": str(settings.workspaces_dir), "catalog": str(settings.records_dir)},
-        "port": port,
-    }
-    plan = build_plan(
-        session_id=f"redteamdocker{os.getpid()}",
-        task=toy_task,
-        data=data,
-        submissions={"probe": {"train_gpt.py": _probe_script(targets)}},
-        settings=settings.scorer,
-    )
-    probe_only = [r for r in plan.runs if r.attempt_id is not None]
-    plan = plan.model_copy(update={"runs": probe_only, "warmup": False})
-    before = {p: p.read_bytes() for p in (secret, data_file)}
-    try:
+    before = {p: p.read_bytes() for p in (store, data_file)}
+    # containers reach the host through the bridge, not loopback: listen on every address
+    with _listening_port("0.0.0.0") as port:
+        targets = _targets(
+            settings,
+            store,
+            port,
+            reads={"scoring outputs": str(settings.scoring_dir)},
+            writes={
+                "scorer code in the image": "/opt/speedrun/orchestrator/scorer/harness.py",
+                "own submission": "/code/train_gpt.py",
+                "track data": str(data_file),
+            },
+        )
+        plan = build_plan(
+            session_id=f"redteamdocker{os.getpid()}",
+            task=toy_task,
+            data=data,
+            submissions={"probe": {"train_gpt.py": _probe_script(targets)}},
+            settings=settings.scorer,
+        )
+        probe_only = [r for r in plan.runs if r.attempt_id is not None]
+        plan = plan.model_copy(update={"runs": probe_only, "warmup": False})
         async with DockerBackend(settings) as backend:
             result = await backend.run_scorer(plan, lambda e: None)
-    finally:
-        listener.close()
     _every_probe_failed(result.measurements, "container", before)
     assert not docker_support.labelled(plan.session_id), "the run's container is gone"

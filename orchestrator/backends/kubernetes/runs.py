@@ -194,10 +194,12 @@ async def _follow(
         try:
             for chunk in stream.stream(64 * 1024):
                 loop.call_soon_threadsafe(chunks.put_nowait, chunk)
-        except Exception as e:  # the stream breaks when the pod is deleted
+        except Exception as e:  # shut down below, or broken by the pod's deletion
             log.debug("scorer log stream ended", error=str(e))
         finally:
-            loop.call_soon_threadsafe(chunks.put_nowait, None)
+            stream.close()
+            with contextlib.suppress(RuntimeError):  # the loop may be gone
+                loop.call_soon_threadsafe(chunks.put_nowait, None)
 
     threading.Thread(target=pump, name="scorer-log", daemon=True).start()
     deadline = start + limits.timeout_s
@@ -219,8 +221,11 @@ async def _follow(
             if chunk is None:
                 return ExitReason.EXITED
     finally:
+        # The pump may be blocked reading a run that went quiet. Closing the response here
+        # would wait for that read (it holds the buffer's lock) until the Job's deadline;
+        # shutting the socket down ends the read now, and the pump closes the response.
         with contextlib.suppress(Exception):
-            stream.close()
+            stream.shutdown()
 
 
 def _terminated(api: cluster.Api, pod: str) -> dict[str, Any]:
