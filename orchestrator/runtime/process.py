@@ -172,13 +172,16 @@ async def run_process_group(
             reason = why
             if why is ExitReason.STOPPED:
                 cpu = procs.tree_cpu(proc.pid)
+        procs.kill_tree(proc.pid)  # first, while the tree still hangs together
         procs.kill_group(proc.pid)
         procs.kill_labelled(label)
 
     async def watch_memory() -> None:
         nonlocal peak_rss
         while True:
-            rss = procs.tree_rss_bytes(proc.pid)
+            # off the loop: under a fork bomb one scan of /proc takes seconds, and the
+            # deadline must not wait for it
+            rss = await asyncio.to_thread(procs.tree_rss_bytes, proc.pid)
             peak_rss = max(peak_rss, rss)
             if limits.memory_bytes is not None and rss > limits.memory_bytes:
                 finish(ExitReason.MEMORY_LIMIT)

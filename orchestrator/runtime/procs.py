@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,13 +61,34 @@ def find_labelled(label_prefix: str, instance: str | None = None) -> dict[int, s
 
 
 def kill_labelled(label_prefix: str) -> list[int]:
-    """SIGKILL every process carrying a matching label; returns the pids signalled."""
-    killed = []
-    for pid in find_labelled(label_prefix):
+    """SIGKILL every process carrying a matching label; returns the pids signalled.
+
+    Reading each process's environment is slow while a fork bomb holds its memory locks
+    (a minute for 500 processes): kill a live tree with kill_tree first, and sweep with
+    this for what escaped it.
+    """
+    found = find_labelled(label_prefix)
+    _kill_all(found)
+    return list(found)
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL ``root``'s whole tree (see _tree), found through /proc/PID/stat alone."""
+    _kill_all(_tree(root, _stats()))
+
+
+def _kill_all(pids: Iterable[int]) -> None:
+    """SIGKILL ``pids``; those that lead a process group take the group with them in one
+    atomic killpg, which a fork bomb cannot outrun by forking while its members are killed
+    one by one. Groups led by a process not in ``pids`` are never signalled as a whole."""
+    pids = list(pids)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    return killed
 
 
 def kill_group(pgid: int) -> None:
