@@ -92,6 +92,7 @@ def attempt_view(attempt: Attempt, score: dict[str, Any] | None) -> dict[str, An
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.flush()  # a long-lived `serve` prints this into a pipe, where nothing else flushes it
 
 
 def _num(value: float | None, fmt: str = "{:.2f}") -> str:
