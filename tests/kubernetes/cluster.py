@@ -155,3 +155,47 @@ def kubernetes_settings(node: Cluster, settings: Settings) -> Iterator[Settings]
     finally:
         node.kubectl("delete", "pvc", claim, "-n", "speedrun", "--wait=false", check=False)
         node.kubectl("delete", "pv", claim, "--wait=false", check=False)
+
+
+def restricted_pod(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    command: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    memory: str = "128Mi",
+) -> dict:
+    """A one-container pod of the tiny-track image that Pod Security "restricted" admits:
+    uid 65534, no privilege escalation, no capabilities, read-only root, never pulled."""
+    size = {"cpu": "100m", "memory": memory, "ephemeral-storage": "64Mi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65534,
+                "runAsGroup": 65534,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "speedrun-tiny-cpu:latest",
+                    "imagePullPolicy": "Never",
+                    "command": command,
+                    "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "resources": {"requests": size, "limits": size},
+                }
+            ],
+        },
+    }

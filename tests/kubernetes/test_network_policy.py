@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import REPO
-from tests.kubernetes.cluster import Cluster
+from tests.kubernetes.cluster import Cluster, restricted_pod
 
 pytestmark = pytest.mark.kubernetes
 
@@ -59,39 +59,7 @@ STRANGER_EGRESS = {
 
 
 def _pod(name: str, labels: dict[str, str], script: str, env: dict[str, str] | None = None) -> dict:
-    """A pod of the tiny-track image under Pod Security "restricted"."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": labels},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65534,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "speedrun-tiny-cpu:latest",
-                    "imagePullPolicy": "Never",
-                    "command": ["python3", "-c", script],
-                    "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": "64Mi"},
-                        "limits": {"cpu": "100m", "memory": "64Mi"},
-                    },
-                }
-            ],
-        },
-    }
+    return restricted_pod(name, NS, labels, ["python3", "-c", script], env=env, memory="64Mi")
 
 
 @pytest.fixture

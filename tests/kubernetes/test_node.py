@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import REPO
-from tests.kubernetes.cluster import Cluster
+from tests.kubernetes.cluster import Cluster, restricted_pod
 
 pytestmark = pytest.mark.kubernetes
 
@@ -30,44 +30,11 @@ http.server.HTTPServer(("0.0.0.0", 8080), Hello).serve_forever()
 """
 
 
-def _restricted_pod(name: str) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": {"app": "node-probe"}},
-        "spec": {
-            "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65534,
-                "runAsGroup": 65534,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "speedrun-tiny-cpu:latest",
-                    "imagePullPolicy": "Never",
-                    "command": ["python3", "-c", SERVE],
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
-                        "limits": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
-                    },
-                }
-            ],
-        },
-    }
-
-
 def test_a_restricted_pod_runs_serves_on_its_ip_and_its_logs_come_back(node: Cluster) -> None:
     node.kubectl("apply", "-f", str(REPO / "k8s" / "base" / "namespace.yaml"))
     node.kubectl("wait", "--for=create", "serviceaccount/default", "-n", NS, "--timeout=60s")
-    node.kubectl("create", "-f", "-", stdin=json.dumps(_restricted_pod("node-probe")))
+    pod = restricted_pod("node-probe", NS, {"app": "node-probe"}, ["python3", "-c", SERVE])
+    node.kubectl("create", "-f", "-", stdin=json.dumps(pod))
     try:
         node.kubectl("wait", "--for=condition=Ready", "pod/node-probe", "-n", NS, "--timeout=120s")
         pod = json.loads(node.kubectl("get", "pod", "node-probe", "-n", NS, "-o", "json").stdout)
