@@ -457,7 +457,12 @@ class Orchestrator:
         elif event.event == "run_contended" and event.measurement is not None:
             share = event.measurement.cpu_share
             lost = f"{share.lost_cores:.2f} of {share.cpus} cores" if share else "CPU"
-            self._progress(f"{head}: others took {lost} while it ran; timing it again")
+            then = (
+                f"timing it again in {event.retry_in_s:.0f}s"
+                if event.retry_in_s is not None
+                else "no re-timing left: charged to the infrastructure"
+            )
+            self._progress(f"{head}: others took {lost} while it ran; {then}")
         elif event.measurement is not None:
             m = event.measurement
             t = (

@@ -110,7 +110,8 @@ def scored_with_a_speedup(result: subprocess.CompletedProcess[str]) -> dict:
 def assert_scored_with_a_speedup(row: dict) -> None:
     """An attempt scored, faster than the baseline, with FSR over 0.5 (the agent applied the
     next record's change)."""
-    assert (row["outcome"], row["reached_target"]) == ("scored", True), row
+    # the reason first: pytest cuts a long dict short, and the reason is what a failure needs
+    assert (row["outcome"], row["reached_target"]) == ("scored", True), (row["reason"], row)
     assert row["submission_seconds"] < row["baseline_seconds"], ("the scorer confirms the speedup", row)
     assert row["fsr"] > 0.5, row
 

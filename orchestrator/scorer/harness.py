@@ -364,6 +364,7 @@ async def _timed(
         share = m.cpu_share
         if share is None or not share.contended(plan.max_lost_cores):
             return m.model_copy(update={"retimed": retimed})
+        pause = plan.contention_backoff_s * 2**retimed if retimed < plan.contention_retries else None
         emit(
             HarnessEvent(
                 event="run_contended",
@@ -371,8 +372,11 @@ async def _timed(
                 index=index,
                 total=len(plan.runs),
                 measurement=m,
+                retry_in_s=pause,
             )
         )
+        if pause:
+            await asyncio.sleep(pause)
     return m.model_copy(update={"retimed": plan.contention_retries, "flags": [*m.flags, Flag.CONTENDED]})
 
 

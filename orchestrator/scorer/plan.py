@@ -77,6 +77,8 @@ class ScoringPlan(_Model):
     """A run is re-timed when others took more than this many cores from it (runtime/cpu_share.py)."""
     contention_retries: int = 2
     """Re-timings of a contended run before it is reported contended (an infrastructure failure)."""
+    contention_backoff_s: float = 20.0
+    """Pause before the first re-timing, doubled before each next: a burst of load passes."""
 
 
 class Flag(enum.StrEnum):
@@ -190,3 +192,5 @@ class HarnessEvent(_Model):
     val_loss: float | None = None
     t: float | None = None
     measurement: RunMeasurement | None = None
+    retry_in_s: float | None = None
+    """run_contended: seconds until the run is timed again; None: it will not be."""

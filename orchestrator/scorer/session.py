@@ -84,6 +84,7 @@ def build_plan(
         warmup=settings.warmup,
         max_lost_cores=settings.max_lost_cores,
         contention_retries=settings.contention_retries,
+        contention_backoff_s=settings.contention_backoff_s,
         gpus=max(r.manifest.launch.gpus for r in (task.baseline, task.reference)),
     )
 

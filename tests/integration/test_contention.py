@@ -112,7 +112,9 @@ async def _score_spinner(
     settings: Settings, task: Task, catalog: Catalog, retries: int, burners: Burners | None = None
 ) -> tuple[Score, list[HarnessEvent]]:
     """Score the spinner; ``burners`` run exactly while the submission is being timed."""
-    rules = settings.scorer.model_copy(update={"contention_retries": retries, "warmup": False})
+    rules = settings.scorer.model_copy(
+        update={"contention_retries": retries, "contention_backoff_s": 0.5, "warmup": False}
+    )
     plan = build_plan(
         session_id=f"contention{uuid.uuid4().hex[:8]}",
         task=task,
@@ -140,6 +142,7 @@ async def test_a_contended_run_is_retimed_then_charged_to_the_infrastructure(
     score, events = await _score_spinner(settings, toy_task, catalog, retries=1, burners=burners)
     contended = [e for e in events if e.event == "run_contended"]
     assert [e.label for e in contended] == ["r0-sub-spinner"] * 2, [e.label for e in contended]
+    assert [e.retry_in_s for e in contended] == [0.5, None], "a pause before the re-timing, none after the last"
     assert score.outcome is Outcome.INFRA_FAILED, score.reason
     assert score.fsr is None and "too busy" in (score.reason or "")
     [sub] = [m for m in score.runs if m.role is Role.SUBMISSION]
