@@ -34,13 +34,26 @@ load_images() {  # docker image -> the node's containerd image store, under the 
         # node that already holds this exact image is left as it is (a 3 GB import is slow)
         case $image in */*) ref=docker.io/$image ;; *) ref=docker.io/library/$image ;; esac
         [ -n "$(ctr images ls -q "name==$id")" ] && [ -n "$(ctr images ls -q "name==$ref")" ] && continue
+        if [ -n "$(ctr images ls -q "name==$ref")" ]; then
+            # an older build under this name: removed first, with its snapshots, and waited
+            # for, so the collection cannot take a snapshot the import below has found and
+            # is about to build on ("parent snapshot ... does not exist")
+            ctr images rm --sync "$ref" "$(manifest_part "$ref" config)" >/dev/null 2>&1 || true
+        fi
         docker save "$image" | ctr images import --no-unpack=false - >/dev/null
         # pods start from the unpacked snapshots; the layer tarballs beside them would only
         # double the image's footprint on a test disk
-        manifest=$(ctr images ls "name==$ref" | awk 'NR == 2 {print $3}')
-        layers=$(ctr content get "$manifest" | python3 -c 'import json, sys; print(*(l["digest"] for l in json.load(sys.stdin)["layers"]))')
-        ctr content rm $layers >/dev/null
+        ctr content rm $(manifest_part "$ref" layers) >/dev/null
     done
+}
+
+manifest_part() {  # REF config|layers: the digest(s) the image's manifest names
+    local manifest
+    manifest=$(ctr images ls "name==$1" | awk 'NR == 2 {print $3}')
+    ctr content get "$manifest" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+print(m["config"]["digest"] if sys.argv[1] == "config" else " ".join(l["digest"] for l in m["layers"]))' "$2"
 }
 
 if [ ${#load[@]} -gt 0 ]; then load_images "${load[@]}"; exit 0; fi

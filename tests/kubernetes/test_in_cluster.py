@@ -91,9 +91,18 @@ def _wait(what: str, check, timeout_s: float, node: Cluster):  # type: ignore[no
 
 
 def _batch_rows(node: Cluster) -> list[dict] | None:
-    logs = node.kubectl("logs", "-n", NS, "-l", ORCHESTRATOR, "--tail=-1", check=False).stdout
-    start = logs.find("[\n")
-    return json.loads(logs[start : logs.rindex("]") + 1]) if start >= 0 else None
+    """The batch's result rows, once the orchestrator has printed them all.
+
+    Its stdout and stderr share the pod log line by line, so a log record (one JSON
+    object per line, at column 0) can land inside the printed array, whose own lines
+    are indented.
+    """
+    lines = node.kubectl("logs", "-n", NS, "-l", ORCHESTRATOR, "--tail=-1", check=False).stdout.splitlines()
+    if "[" not in lines or "]" not in lines[lines.index("[") :]:
+        return None
+    start = lines.index("[")
+    body = [line for line in lines[start : lines.index("]", start) + 1] if not line.startswith("{")]
+    return json.loads("\n".join(body))
 
 
 @pytest.mark.timeout(2400)
