@@ -463,6 +463,11 @@ class Orchestrator:
                 else "no re-timing left: charged to the infrastructure"
             )
             self._progress(f"{head}: others took {lost} while it ran; {then}")
+        elif event.event == "seed_redrawn" and event.measurement is not None:
+            self._progress(
+                f"{head}: the record missed the target at seed {event.measurement.seed} "
+                f"(val_loss {event.measurement.val_loss}); the repeat runs again at seed {event.seed}"
+            )
         elif event.measurement is not None:
             m = event.measurement
             t = (

@@ -101,6 +101,10 @@ class ScorerSettings(_Section):
     of its CPUs' cores (averaged over the run), more than those CPUs had idle."""
     contention_retries: int = Field(default=2, ge=0)
     """Re-timings of a contended run; contended on every one, it is an infrastructure failure."""
+    seed_redraws: int = Field(default=2, ge=0)
+    """New seeds a repeat may get when a control (a trusted record) misses the target at its
+    seed: single runs of a record scatter around the target, as in the official speedrun,
+    where records reach it on average. Missed at every seed, it is an infrastructure failure."""
     contention_backoff_s: float = Field(default=20.0, ge=0)
     """Pause before the first re-timing, doubled before each next one: re-timing at once would
     mostly land in the same burst of load (a neighbour's job, the hypervisor's steal)."""
@@ -245,6 +249,10 @@ class KubernetesSettings(_Section):
     priority_class: str | None = None
     start_timeout_s: float = Field(default=300.0, gt=0)
     """How long a sandbox may take to be scheduled, pulled and answering."""
+    api_threads: int = Field(default=128, ge=4)
+    """Blocking calls to the API server at once (the client is synchronous). Each sandbox or
+    scorer pod waiting for a node holds one while it waits: while a GPU pool is full, a
+    batch keeps that many waiting and still stops, starts and reads the others."""
 
 
 class GpuSettings(_Section):

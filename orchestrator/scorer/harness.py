@@ -16,6 +16,7 @@ import asyncio
 import json
 import math
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Callable
@@ -380,6 +381,11 @@ async def _timed(
     return m.model_copy(update={"retimed": plan.contention_retries, "flags": [*m.flags, Flag.CONTENDED]})
 
 
+def _missed_at_its_seed(m: RunMeasurement) -> bool:
+    """A control (a trusted record) ran cleanly to its end, short of the target."""
+    return m.role is not Role.SUBMISSION and m.flags == [Flag.DID_NOT_REACH_TARGET]
+
+
 async def _warm_up(plan: ScoringPlan, run: PlannedRun, root: Path, launch: Launcher) -> None:
     """Launch the first (trusted, baseline) run until its first progress line, untimed.
 
@@ -416,19 +422,38 @@ async def run_plan(
     if plan.warmup and plan.runs:
         emit(HarnessEvent(event="warmup", label=plan.runs[0].label, index=0, total=len(plan.runs)))
         await _warm_up(plan, plan.runs[0], out_dir / "warmup", launch)
-    measurements = []
+    measurements: list[RunMeasurement] = []
     untrained: float | None = None
-    for index, run in enumerate(plan.runs):
-        emit(HarnessEvent(event="run_started", label=run.label, index=index, total=len(plan.runs)))
-        m = await _timed(plan, run, index, out_dir / "runs", untrained, launch, emit, isolation)
-        if untrained is None and run.role is Role.BASELINE and not m.flags:
-            untrained = m.step0_val_loss
-        measurements.append(m)
-        emit(
-            HarnessEvent(
-                event="run_finished", label=run.label, index=index, total=len(plan.runs), measurement=m
+    total = len(plan.runs)
+    for repeat in sorted({r.repeat for r in plan.runs}):
+        runs = [(i, r) for i, r in enumerate(plan.runs) if r.repeat == repeat]
+        for redraw in range(plan.seed_redraws + 1):
+            done: list[RunMeasurement] = []
+            for index, run in runs:
+                emit(HarnessEvent(event="run_started", label=run.label, index=index, total=total))
+                m = await _timed(plan, run, index, out_dir / "runs", untrained, launch, emit, isolation)
+                if untrained is None and run.role is Role.BASELINE and not m.flags:
+                    untrained = m.step0_val_loss
+                done.append(m)
+                emit(
+                    HarnessEvent(
+                        event="run_finished", label=run.label, index=index, total=total, measurement=m
+                    )
+                )
+                if redraw < plan.seed_redraws and _missed_at_its_seed(m):
+                    break
+            else:
+                break
+            # A control missed at this seed: the whole repeat, submissions timed at the old
+            # seed included, runs again at a new one, so every comparison stays paired
+            seed = secrets.randbelow(2**31)
+            emit(
+                HarnessEvent(
+                    event="seed_redrawn", label=m.label, index=index, total=total, measurement=m, seed=seed
+                )
             )
-        )
+            runs = [(i, r.model_copy(update={"seed": seed})) for i, r in runs]
+        measurements += done
     now = {**fingerprint.collect(), **(environment or {})}
     if fingerprint.fingerprint_hash(now) != fingerprint.fingerprint_hash(hardware):
         # the hardware changed under the session (a device appeared or vanished): its times don't compare

@@ -79,6 +79,8 @@ class ScoringPlan(_Model):
     """Re-timings of a contended run before it is reported contended (an infrastructure failure)."""
     contention_backoff_s: float = 20.0
     """Pause before the first re-timing, doubled before each next: a burst of load passes."""
+    seed_redraws: int = 2
+    """New seeds a repeat gets, at most, when a control misses the target at its seed."""
 
 
 class Flag(enum.StrEnum):
@@ -183,7 +185,7 @@ class HarnessResult(_Model):
 class HarnessEvent(_Model):
     """One JSON line on the harness's stdout, for live progress."""
 
-    event: Literal["warmup", "run_started", "progress", "run_contended", "run_finished"]
+    event: Literal["warmup", "run_started", "progress", "run_contended", "seed_redrawn", "run_finished"]
     label: str
     index: int
     total: int
@@ -194,3 +196,5 @@ class HarnessEvent(_Model):
     measurement: RunMeasurement | None = None
     retry_in_s: float | None = None
     """run_contended: seconds until the run is timed again; None: it will not be."""
+    seed: int | None = None
+    """seed_redrawn: the repeat's new seed (``measurement`` is the control that missed)."""

@@ -85,6 +85,7 @@ def build_plan(
         max_lost_cores=settings.max_lost_cores,
         contention_retries=settings.contention_retries,
         contention_backoff_s=settings.contention_backoff_s,
+        seed_redraws=settings.seed_redraws,
         gpus=max(r.manifest.launch.gpus for r in (task.baseline, task.reference)),
     )
 
