@@ -4,6 +4,7 @@
 # kube-router, whose network policy controller enforces NetworkPolicy on the node.
 #
 #   tests/cluster/build.sh            # binaries into tests/cluster/bin (git-ignored)
+#   tests/cluster/build.sh kwok       # and kwok, the simulated nodes of ./taskw test:scale
 #
 # k8s.io/kubernetes names its staging modules (k8s.io/api, k8s.io/client-go, ...) at
 # v0.0.0 with `replace` lines into its own tree; a consumer must pin each to the
@@ -14,10 +15,12 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-1.32.3}
 ETCD_VERSION=${ETCD_VERSION:-3.5.17}
 KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-2.10.0}
+KWOK_VERSION=${KWOK_VERSION:-0.7.0}
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SPEEDRUN_CLUSTER_BIN:-$here/bin}
 mod=$here/.module   # generated go.mod and go.sum (git-ignored)
 router_mod=$here/.module-kube-router   # its own go.mod: it needs a newer client-go
+kwok_mod=$here/.module-kwok   # the same, for kwok
 mkdir -p "$out" "$mod" "$router_mod"
 # Some staging modules (kube-controller-manager, endpointslice) are served by the module
 # proxy but missing from the checksum database it mirrors here; go.sum still pins them.
@@ -64,4 +67,14 @@ if [ ! -f go.mod ] || ! grep -q "kube-router/v2 v$KUBE_ROUTER_VERSION" go.mod; t
         -replace github.com/vishvananda/netlink=github.com/vishvananda/netlink@v1.3.1
 fi
 go build -o "$out/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+
+if [ "${1:-}" = kwok ]; then
+    mkdir -p "$kwok_mod" && cd "$kwok_mod"
+    if [ ! -f go.mod ] || ! grep -q "sigs.k8s.io/kwok v$KWOK_VERSION" go.mod; then
+        rm -f go.mod go.sum
+        go mod init speedrun.test/kwok >/dev/null 2>&1
+        go mod edit -require "sigs.k8s.io/kwok@v$KWOK_VERSION"
+    fi
+    go build -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok
+fi
 echo "test cluster binaries in $out ($(( $(date +%s) - start ))s)"

@@ -132,7 +132,7 @@ class KubernetesBackend(Backend):
                 )
             return str(made.metadata.uid)
 
-        await asyncio.to_thread(create)
+        await api.run(create)
         try:
             ip = await self._wait_ready(api, name)
         except BackendError:
@@ -159,7 +159,7 @@ class KubernetesBackend(Backend):
             conditions = {c.type: c.status for c in pod.status.conditions or []}
             return pod.status.pod_ip if conditions.get("Ready") == "True" else None
 
-        return await asyncio.to_thread(
+        return await api.run(
             cluster.watch_pods,
             api,
             {"field_selector": f"metadata.name={name}"},
@@ -197,7 +197,7 @@ class KubernetesBackend(Backend):
             name, cluster.labels(plan.session_id, "scorer", self._instance), files
         )
         with cluster.translated("storing the scored files"):
-            await asyncio.to_thread(api.core.create_namespaced_config_map, api.namespace, config_map)
+            await api.run(api.core.create_namespaced_config_map, api.namespace, config_map)
         launcher = PodLauncher(
             api,
             self._k8s,
@@ -264,14 +264,14 @@ class KubernetesBackend(Backend):
             _wait_gone(api, found, doomed)
             return removed
 
-        return await asyncio.to_thread(sweep)
+        return await api.run(sweep)
 
     def _k8s_selector(self) -> str:
         return cluster.selector(self._instance)
 
     async def aclose(self) -> None:
         if self._api is not None:
-            await asyncio.to_thread(self._api.core.api_client.close)
+            await asyncio.to_thread(self._api.close)
             self._api = None
 
 

@@ -1,14 +1,17 @@
 """The Kubernetes API seen through the kubernetes client: connection, error translation, labels.
 
-The client is synchronous; callers run these helpers in worker threads. Every API
-error is translated here into our infrastructure errors: never the agent's or the
-submission's fault.
+The client is synchronous; callers run its calls in the backend's own worker threads
+(``Api.run``). Every API error is translated here into our infrastructure errors:
+never the agent's or the submission's fault.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,6 +43,19 @@ class Api:
     core: Any
     batch: Any
     namespace: str
+    threads: ThreadPoolExecutor
+    """Ours alone: a wait on a pending pod blocks its thread for minutes, and in the event
+    loop's default pool (a few threads per core) a full GPU pool's waits would stall
+    every other blocking call of the process, the deletes that would free GPUs too."""
+
+    async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call(*args, **kwargs)`` in one of the API's threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.threads, functools.partial(call, *args, **kwargs))
+
+    def close(self) -> None:
+        self.threads.shutdown(wait=False, cancel_futures=True)
+        self.core.api_client.close()
 
 
 def labels(owner: str, role: str, instance: str, **extra: str) -> dict[str, str]:
@@ -63,18 +79,29 @@ def connect(settings: KubernetesSettings) -> Api:
             "the kubernetes backend needs its client: pip install 'speedrun-orchestrator[kubernetes]'"
         ) from e
     try:
+        configuration = client.Configuration()
         if settings.kubeconfig is not None:
-            api_client = config.new_client_from_config(str(settings.kubeconfig), context=settings.context)
+            config.load_kube_config(
+                str(settings.kubeconfig), context=settings.context, client_configuration=configuration
+            )
         else:
-            config.load_incluster_config()
-            api_client = client.ApiClient()
+            config.load_incluster_config(client_configuration=configuration)
+        # a connection for each thread: the client's default (5 per core) would open and
+        # drop surplus connections whenever more calls than that are under way
+        configuration.connection_pool_maxsize = settings.api_threads
+        api_client = client.ApiClient(configuration)
         core = client.CoreV1Api(api_client)
         core.list_namespaced_pod(settings.namespace, limit=1)
     except config.ConfigException as e:
         raise ClusterUnavailable(f"no Kubernetes configuration: {e}") from e
     except Exception as e:
         raise ClusterUnavailable(f"Kubernetes API unreachable or refusing ({_brief(e)})") from e
-    return Api(core=core, batch=client.BatchV1Api(api_client), namespace=settings.namespace)
+    return Api(
+        core=core,
+        batch=client.BatchV1Api(api_client),
+        namespace=settings.namespace,
+        threads=ThreadPoolExecutor(settings.api_threads, thread_name_prefix="kubernetes-api"),
+    )
 
 
 @contextmanager

@@ -89,13 +89,13 @@ class PodLauncher:
         )
         api = self._api
         with cluster.translated(f"creating the scorer Job of {label}"):
-            await asyncio.to_thread(api.batch.create_namespaced_job, api.namespace, job)
+            await api.run(api.batch.create_namespaced_job, api.namespace, job)
         try:
             return await _watch(
                 api, name, limits, work / "output.log", on_line, self._settings.start_timeout_s
             )
         finally:
-            await asyncio.to_thread(delete_job, api, name)
+            await api.run(delete_job, api, name)
 
 
 def delete_job(api: cluster.Api, name: str) -> None:
@@ -129,7 +129,7 @@ async def _watch(
             reason = await _follow(api, pod, output, limits, start, on_line)
             if reason is not ExitReason.EXITED:
                 break
-            state = await asyncio.to_thread(_terminated, api, pod)
+            state = await api.run(_terminated, api, pod)
             if state.get("disrupted"):  # the Job makes a new pod: the run starts over there
                 log.warning("scorer pod disrupted; the run starts over", pod=pod)
                 start = time.monotonic()
@@ -165,7 +165,7 @@ async def _started_pod(api: cluster.Api, job: str, timeout_s: float, done: set[s
                 return str(pod.metadata.name)
         return None
 
-    return await asyncio.to_thread(
+    return await api.run(
         cluster.watch_pods,
         api,
         {"label_selector": f"job-name={job}"},
@@ -181,7 +181,7 @@ async def _follow(
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
     with cluster.translated(f"following the log of {pod}"):
-        stream = await asyncio.to_thread(
+        stream = await api.run(
             api.core.read_namespaced_pod_log,
             pod,
             api.namespace,
