@@ -101,13 +101,13 @@ class ScorerSettings(_Section):
     of its CPUs' cores (averaged over the run), more than those CPUs had idle."""
     contention_retries: int = Field(default=2, ge=0)
     """Re-timings of a contended run; contended on every one, it is an infrastructure failure."""
+    contention_backoff_s: float = Field(default=20.0, ge=0)
+    """Pause before the first re-timing, doubled before each next one: re-timing at once would
+    mostly land in the same burst of load (a neighbour's job, the hypervisor's steal)."""
     seed_redraws: int = Field(default=2, ge=0)
     """New seeds a repeat may get when a control (a trusted record) misses the target at its
     seed: single runs of a record scatter around the target, as in the official speedrun,
     where records reach it on average. Missed at every seed, it is an infrastructure failure."""
-    contention_backoff_s: float = Field(default=20.0, ge=0)
-    """Pause before the first re-timing, doubled before each next one: re-timing at once would
-    mostly land in the same burst of load (a neighbour's job, the hypervisor's steal)."""
     significance_min_repeats: int = Field(default=5, ge=2)
     """The test gates a score only from this many repeats on; below, the p-value is reported only.
     (At p < 0.01 a t test on 2 runs needs t > 31.8: it would refuse every submission.)"""

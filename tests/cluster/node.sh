@@ -33,8 +33,9 @@ load_images() {  # docker image -> the node's containerd image store, under the 
         # the CRI plugin names every image by its config digest, Docker's image id too: a
         # node that already holds this exact image is left as it is (a 3 GB import is slow)
         case $image in */*) ref=docker.io/$image ;; *) ref=docker.io/library/$image ;; esac
-        [ -n "$(ctr images ls -q "name==$id")" ] && [ -n "$(ctr images ls -q "name==$ref")" ] && continue
-        if [ -n "$(ctr images ls -q "name==$ref")" ]; then
+        named=$(ctr images ls -q "name==$ref")
+        [ -n "$named" ] && [ -n "$(ctr images ls -q "name==$id")" ] && continue
+        if [ -n "$named" ]; then
             # an older build under this name: removed first, with its snapshots, and waited
             # for, so the collection cannot take a snapshot the import below has found and
             # is about to build on ("parent snapshot ... does not exist")

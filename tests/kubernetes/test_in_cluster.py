@@ -98,9 +98,9 @@ def _batch_rows(node: Cluster) -> list[dict] | None:
     are indented.
     """
     lines = node.kubectl("logs", "-n", NS, "-l", ORCHESTRATOR, "--tail=-1", check=False).stdout.splitlines()
-    if "[" not in lines or "]" not in lines[lines.index("[") :]:
+    start = lines.index("[") if "[" in lines else len(lines)
+    if "]" not in lines[start:]:
         return None
-    start = lines.index("[")
     body = [line for line in lines[start : lines.index("]", start) + 1] if not line.startswith("{")]
     return json.loads("\n".join(body))
 

@@ -49,7 +49,7 @@ def _run(record: Path, corpus: Path, nproc: int, extra: dict[str, str]) -> list[
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={nproc}", "train_gpt.py"]  # fmt: skip
     proc = subprocess.run(argv, cwd=record, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-3000:]
     return [line for line in proc.stdout.splitlines() if line.startswith("step:")]
 
 

@@ -41,7 +41,7 @@ def _launch(record: Path, corpus: Path, nproc: int, iterations: int) -> list[str
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={nproc}", "train_gpt.py"]  # fmt: skip
     proc = subprocess.run(argv, cwd=record, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-3000:]
     return proc.stdout.splitlines()
 
 
