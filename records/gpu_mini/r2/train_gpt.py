@@ -16,7 +16,6 @@ pauses the clock.
 import glob
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -358,11 +357,6 @@ def main():
         print(f"peak memory {torch.cuda.max_memory_allocated() // 2**20} MiB", flush=True)
     if distributed:
         dist.destroy_process_group()
-        # gloo's worker threads may drop their last tensors after main() returns, and doing
-        # so while Python finalizes aborts the rank (pytorch/pytorch#190489): a distributed
-        # run ends here instead, its output flushed
-        sys.stdout.flush()
-        os._exit(0)
 
 
 if __name__ == "__main__":

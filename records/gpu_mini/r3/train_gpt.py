@@ -17,7 +17,6 @@ pauses the clock.
 
 import glob
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -361,11 +360,6 @@ def main():
         print(f"peak memory {torch.cuda.max_memory_allocated() // 2**20} MiB", flush=True)
     if distributed:
         dist.destroy_process_group()
-        # gloo's worker threads may drop their last tensors after main() returns, and doing
-        # so while Python finalizes aborts the rank (pytorch/pytorch#190489): a distributed
-        # run ends here instead, its output flushed
-        sys.stdout.flush()
-        os._exit(0)
 
 
 if __name__ == "__main__":

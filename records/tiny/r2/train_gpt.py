@@ -11,7 +11,6 @@ Environment:
 import glob
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -265,11 +264,6 @@ def main():
     if distributed:
         dist.barrier()  # no rank tears gloo down while another still talks to it
         dist.destroy_process_group()
-        # gloo's worker threads may drop their last tensors after main() returns, and doing
-        # so while Python finalizes aborts the rank (pytorch/pytorch#190489): a distributed
-        # run ends here instead, its output flushed
-        sys.stdout.flush()
-        os._exit(0)
 
 
 if __name__ == "__main__":
