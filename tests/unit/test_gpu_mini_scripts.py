@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator.catalog.manifest import RecordManifest
 from orchestrator.catalog.synth import SynthSpec, generate_corpus
+from tests.support.torchrun import torchrun
 
 REPO = Path(__file__).resolve().parents[2]
-RANK_EXIT = REPO / "tests" / "support" / "rank_without_finalizing.py"
 RECORDS = sorted((REPO / "records" / "gpu_mini").glob("r*/"))
 PROGRESS = re.compile(r"^step:(\d+)/(\d+) val_loss:(\d+\.\d{4}) train_time:(\d+)ms step_avg:(\d+\.\d{2})ms$")
 
@@ -47,13 +45,8 @@ def _run(record: Path, corpus: Path, nproc: int, extra: dict[str, str]) -> list[
         "NANOGPT_NUM_ITERATIONS": "3",
         **extra,
     }
-    # several ranks end through RANK_EXIT, which steps around a gloo abort at Python's exit
-    script = [str(RANK_EXIT), "train_gpt.py"] if nproc > 1 else ["train_gpt.py"]
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", *script]  # fmt: skip
-    proc = subprocess.run(argv, cwd=record, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-3000:]
-    return [line for line in proc.stdout.splitlines() if line.startswith("step:")]
+    stdout = torchrun(record, nproc, env, 300)
+    return [line for line in stdout.splitlines() if line.startswith("step:")]
 
 
 def test_manifests_share_a_target_and_need_gpus() -> None:

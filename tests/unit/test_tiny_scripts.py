@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -14,9 +13,9 @@ import pytest
 
 from orchestrator.catalog.manifest import RecordManifest
 from orchestrator.catalog.synth import SynthSpec, generate_corpus
+from tests.support.torchrun import torchrun
 
 REPO = Path(__file__).resolve().parents[2]
-RANK_EXIT = REPO / "tests" / "support" / "rank_without_finalizing.py"
 RECORDS = sorted((REPO / "records" / "tiny").glob("r*/"))
 PROGRESS = re.compile(r"^step:(\d+)/(\d+) val_loss:(\d+\.\d{4}) train_time:(\d+)ms step_avg:(\d+\.\d{2})ms$")
 ALLOWED_IMPORTS = {"torch", "numpy", *sys.stdlib_module_names}
@@ -39,13 +38,7 @@ def _launch(record: Path, corpus: Path, nproc: int, iterations: int) -> list[str
         "NANOGPT_SEED": "1",
         "NANOGPT_NUM_ITERATIONS": str(iterations),
     }
-    # several ranks end through RANK_EXIT, which steps around a gloo abort at Python's exit
-    script = [str(RANK_EXIT), "train_gpt.py"] if nproc > 1 else ["train_gpt.py"]
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", *script]  # fmt: skip
-    proc = subprocess.run(argv, cwd=record, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-3000:]
-    return proc.stdout.splitlines()
+    return torchrun(record, nproc, env, 120).splitlines()
 
 
 def test_there_are_four_records() -> None:
