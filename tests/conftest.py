@@ -27,9 +27,11 @@ TOY_RECORDS = REPO / "tests" / "fixtures" / "records"
 pytest_plugins = ["tests.kubernetes.cluster"]
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests on the test cluster run last: its control plane and kubelet use CPU while up,
-    which the timing tests before them must not share."""
+    which the timing tests before them must not share. (Last among the hooks, so after a
+    shuffle by ./taskw test:random; the sort is stable and keeps the shuffled order.)"""
     items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
 
 
