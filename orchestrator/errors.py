@@ -1,6 +1,6 @@
 """One exception tree for the whole project.
 
-Three failure families are kept apart on purpose (ARCHITECTURE.md):
+Three failure families are kept apart on purpose (docs/architecture.md, 'Errors and outcomes'):
 
 - InfrastructureError: our side broke (backend, store, scorer harness). Retried,
   never charged to the agent or the submission.

@@ -1,7 +1,7 @@
 """Training data for a track: where the shards are, generated or downloaded on first use.
 
 Two validation shards exist per track: the one sandboxes see during experiments,
-and a held-out one only the scorer mounts (THREATS.md #6).
+and a held-out one only the scorer mounts (docs/threats.md, 'Reading held-out data').
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def named_data_files(env: Mapping[str, str], data_dir: Path) -> list[Path]:
     """The data files under ``data_dir`` that ``env``'s values name (paths or globs).
 
     Container backends mount exactly these, read-only: a sandbox's env names the
-    agent-visible validation shard, a scorer run's the held-out one (THREATS.md #6).
+    agent-visible validation shard, a scorer run's the held-out one (docs/threats.md,
+    'Reading held-out data').
     """
     root = str(data_dir)
     files: set[str] = set()

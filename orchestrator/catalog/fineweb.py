@@ -8,8 +8,8 @@ partial file after an interruption. Every shard is then checked against the shar
 Layout of ``<data_dir>/fineweb/<owner>--<name>/``: the repository's own file names,
 ``fetched.json`` (what was verified, with sizes), and ``val_agents_000000.bin``, the second
 half of the official validation shard: agents validate on it during experiments, while
-the scorer validates on the official shard's leading tokens (THREATS.md #6), the ones the
-published times were measured on.
+the scorer validates on the official shard's leading tokens, the ones the published
+times were measured on (docs/threats.md, 'Reading held-out data').
 """
 
 from __future__ import annotations

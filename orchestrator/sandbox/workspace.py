@@ -1,9 +1,9 @@
 """The agent's workspace: every path confined, every write checked, every version kept.
 
-Rules (THREATS.md #15): paths are relative and stay inside the root; no component
-may be a symlink; only text files; only files on the task's editable allowlist may
-be written; sizes are capped. Each successful change makes a new version whose
-tree (path -> sha256) and contents are kept, content-addressed.
+Rules (docs/threats.md, 'Escaping the sandbox'): paths are relative and stay inside the
+root; no component may be a symlink; only text files; only files on the task's editable
+allowlist may be written; sizes are capped. Each successful change makes a new version
+whose tree (path -> sha256) and contents are kept, content-addressed.
 """
 
 from __future__ import annotations

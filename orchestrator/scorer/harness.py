@@ -129,7 +129,8 @@ def _run_env(run: PlannedRun) -> dict[str, str]:
 
 
 def fresh_home(home: str) -> dict[str, str]:
-    """HOME and compile caches of one run: no cache replay across runs (THREATS.md #11)."""
+    """HOME and compile caches of one run: no cache replay across runs (docs/threats.md,
+    'Work outside the clock')."""
     return {
         "HOME": home,
         "TORCHINDUCTOR_CACHE_DIR": f"{home}/inductor",

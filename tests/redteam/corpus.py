@@ -1,11 +1,11 @@
 """The red team: cheating and honest submissions for the tiny track's task tiny-r1-r2.
 
-Each cheat is record 1's script with a few edits, tagged with the THREATS.md row it
-attacks and the flag the scorer must reject it with. ``STATIC`` cheats must be
-refused before anything runs; ``RUNTIME`` cheats pass the static rules on purpose
-and must be caught by the scorer's own observations while they run. ``HONEST``
-submissions are real improvements (later records, or later records trained longer)
-that must be accepted with an FSR inside their band.
+Each cheat is record 1's script with a few edits, tagged with the row of docs/threats.md,
+'Catalogue of attacks', that it attacks and the flag the scorer must reject it with.
+``STATIC`` cheats must be refused before anything runs; ``RUNTIME`` cheats pass the
+static rules on purpose and must be caught by the scorer's own observations while they
+run. ``HONEST`` submissions are real improvements (later records, or later records
+trained longer) that must be accepted with an FSR inside their band.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def after(anchor: str, code: str) -> tuple[str, str]:
 class Cheat:
     name: str
     threat: int
-    """Row of THREATS.md it attacks."""
+    """Row of docs/threats.md, 'Catalogue of attacks', that it attacks."""
     flag: str
     """The flag it must be rejected with."""
     edits: list[tuple[str, str]] = field(default_factory=list)

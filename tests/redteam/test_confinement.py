@@ -1,4 +1,5 @@
-"""The scorer's runs are confined by the kernel on the local backend (THREATS.md rows 7-9, 11-14).
+"""The scorer's runs are confined by the kernel on the local backend (docs/threats.md,
+'Catalogue of attacks', rows 7-9 and 11-14).
 
 Toy-track submissions that the static rules would refuse are handed straight to the
 harness: they probe the file system, the network and the process tree from inside a

@@ -1,5 +1,6 @@
-"""Workspace rules (THREATS.md #15): confined paths, no symlinks, editable allowlist, text only,
-size caps; versions advance only on success and keep content-addressed trees.
+"""Workspace rules (docs/threats.md, 'Escaping the sandbox'): confined paths, no symlinks,
+editable allowlist, text only, size caps; versions advance only on success and keep
+content-addressed trees.
 
 Every refusal is checked three ways: the error class and code, a message that names
 the file (and the limit), and that nothing on disk or in the version history changed.
