@@ -17,6 +17,7 @@ A batch file (TOML) names the matrix:
     name = "tool-calling"
     model = "gpt-4o"
     params = {max_turns = 40}
+    knowledge = ["notes/*.md"]        # briefing files, as `run --knowledge` (relative: to this file)
 
 A group is one (task, hint, seed): its agents act side by side and are scored in one
 session against one baseline and reference. Each attempt records its batch and cell in
@@ -51,6 +52,8 @@ class AgentEntry(BaseModel):
     name: str
     model: str | None = None
     params: dict[str, Any] = {}
+    knowledge: list[str] = []
+    """Globs of files the agent is briefed with besides the hint (``run --knowledge``)."""
 
 
 class BatchSpec(BaseModel):
@@ -76,9 +79,12 @@ class BatchSpec(BaseModel):
         except tomllib.TOMLDecodeError as e:
             raise UsageError(f"batch file {path} is not valid TOML: {e}") from None
         try:
-            return cls.model_validate(raw)
+            spec = cls.model_validate(raw)
         except ValidationError as e:
             raise UsageError(f"batch file {path}: {validation_problems(e)}") from None
+        for agent in spec.agents:  # a batch file means the same wherever it is run from
+            agent.knowledge = [str(path.parent / pattern) for pattern in agent.knowledge]
+        return spec
 
 
 def cell_key(task: str, agent: int, hint: int, seed: int) -> str:
@@ -90,7 +96,7 @@ async def run_batch(orch: Orchestrator, spec: BatchSpec, progress: Callable[[str
     tasks = {t: orch.catalog.task(t) for t in spec.tasks}  # unknown tasks fail before anything runs
     configs = {
         (i, hint): orch.agent_config(
-            tasks[task_id], a.name, model=a.model, params=a.params, hints=hint or None
+            tasks[task_id], a.name, model=a.model, params=a.params, hints=hint or None, knowledge=a.knowledge
         )
         for task_id in spec.tasks
         for i, a in enumerate(spec.agents)

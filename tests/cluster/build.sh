@@ -25,6 +25,8 @@ mkdir -p "$out" "$mod" "$router_mod"
 # Some staging modules (kube-controller-manager, endpointslice) are served by the module
 # proxy but missing from the checksum database it mirrors here; go.sum still pins them.
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GONOSUMDB=k8s.io
+# no symbol table or DWARF: the linker writes ~40% less, and nothing here debugs these binaries
+build() { go build -ldflags='-s -w' "$@"; }
 
 cd "$mod"
 if [ ! -f go.mod ] || ! grep -q "k8s.io/kubernetes v$K8S_VERSION" go.mod; then
@@ -51,9 +53,9 @@ GO
 fi
 
 start=$(date +%s)
-go build -o "$out/etcd" ./etcd
+build -o "$out/etcd" ./etcd
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-    go build -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    build -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
     echo "built $cmd ($(( $(date +%s) - start ))s so far)"
 done
 
@@ -66,7 +68,7 @@ if [ ! -f go.mod ] || ! grep -q "kube-router/v2 v$KUBE_ROUTER_VERSION" go.mod; t
     go mod edit -require "github.com/cloudnativelabs/kube-router/v2@v$KUBE_ROUTER_VERSION" \
         -replace github.com/vishvananda/netlink=github.com/vishvananda/netlink@v1.3.1
 fi
-go build -o "$out/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+build -o "$out/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 
 if [ "${1:-}" = kwok ]; then
     mkdir -p "$kwok_mod" && cd "$kwok_mod"
@@ -75,6 +77,6 @@ if [ "${1:-}" = kwok ]; then
         go mod init speedrun.test/kwok >/dev/null 2>&1
         go mod edit -require "sigs.k8s.io/kwok@v$KWOK_VERSION"
     fi
-    go build -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok
+    build -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok
 fi
 echo "test cluster binaries in $out ($(( $(date +%s) - start ))s)"
