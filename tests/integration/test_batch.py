@@ -97,3 +97,24 @@ def test_a_bad_batch_file_is_refused_clearly(speedrun_env: dict[str, str], tmp_p
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('name = "x"\ntasks = ["toy-r9-r10"]\nagents = [{name = "oracle"}]\n')
     assert "unknown task 'toy-r9-r10'" in run_cli("batch", str(unknown), env=speedrun_env).stderr
+
+
+def test_knowledge_globs_are_read_relative_to_the_batch_file(
+    speedrun_env: dict[str, str], tmp_path: Path
+) -> None:
+    from orchestrator.batch import BatchSpec
+
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    batch = folder / "b.toml"
+    batch.write_text(
+        'name = "k"\ntasks = ["toy-r1-r2"]\n[[agents]]\nname = "oracle"\nknowledge = ["notes/*.md"]\n'
+    )
+    assert BatchSpec.load(batch).agents[0].knowledge == [str(folder / "notes" / "*.md")]
+    # a glob that matches nothing is refused before any attempt is recorded
+    refused = run_cli("batch", str(batch), env=speedrun_env)
+    assert refused.returncode == 2 and "no such file" in refused.stderr, refused.stderr
+    assert "knowledge" in refused.stderr
+    (folder / "notes").mkdir()
+    (folder / "notes" / "a.md").write_text("background\n")
+    assert BatchSpec.load(batch).agents[0].knowledge == [str(folder / "notes" / "*.md")]
