@@ -85,7 +85,7 @@ def test_aide_search_on_tiny_is_scored(speedrun_env: dict[str, str], tmp_path: P
 
         shown = run_cli("attempts", "show", row["attempt_id"], "--json", env=env)
         detail = json.loads(shown.stdout)
-        agent = detail["agent"]
+        agent = detail["agent_report"]
         nodes = [(n["name"], n["kind"], n["parent"], n["buggy"]) for n in agent["search"]["nodes"]]
         assert nodes == [
             ("v_0", "root", None, False),

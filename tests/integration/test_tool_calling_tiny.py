@@ -64,7 +64,7 @@ def test_tool_calling_agent_on_tiny_is_scored_over_both_protocols(
         models = []
         for row in rows:
             shown = run_cli("attempts", "show", row["attempt_id"], "--json", env=env)
-            agent = json.loads(shown.stdout)["agent"]
+            agent = json.loads(shown.stdout)["agent_report"]
             models.append(agent["model"])
             replies = [e for e in agent["transcript"] if e["kind"] == "reply"]
             assert [c["name"] for e in replies for c in e["tool_calls"]] == [
