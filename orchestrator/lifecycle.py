@@ -504,6 +504,27 @@ class Orchestrator:
         await self.score(to_score, repeats=repeats)
         return [await self.store.get_attempt(a.id) for a in attempts]
 
+    async def score_submission(
+        self, task: Task, files: dict[str, bytes], *, source: str, repeats: int | None = None
+    ) -> Attempt:
+        """Score files from outside any sandbox as an attempt of their own (agent ``file``).
+
+        ``source``: where the files came from, kept in the attempt's config.
+        """
+        attempt = await self.store.create_attempt(
+            task_id=task.id,
+            agent="file",
+            backend=self.backend.name,
+            config={"repeats": repeats, "source": source},
+            owner=self.owner,
+            ttl_s=self.settings.lease_ttl_s,
+        )
+        # no agent phase: straight to a stored submission, as an agent's submit would leave it
+        await self.store.transition(attempt.id, AttemptState.PENDING, AttemptState.ACTING)
+        submitted = await self.store.record_submission(attempt.id, files)
+        await self.score([submitted], repeats=repeats)
+        return await self.store.get_attempt(attempt.id)
+
     async def _act_isolated(self, attempt: Attempt) -> Attempt:
         """Act in a task of its own, so cancelling this attempt stops only this attempt."""
         work = asyncio.create_task(self.act(attempt))

@@ -48,4 +48,5 @@ def bind_ids(**ids: str | None) -> Iterator[None]:
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)  # configure_logging's kind
+    return logger

@@ -373,7 +373,8 @@ def require_client() -> Any:
 
 def exposition() -> bytes:
     """The registry in the Prometheus text format."""
-    return require_client().generate_latest(REGISTRY)
+    text: bytes = require_client().generate_latest(REGISTRY)
+    return text
 
 
 def write_textfile(path: Path) -> None:

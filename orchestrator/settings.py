@@ -3,7 +3,8 @@
 Precedence, highest first (declared in ``settings_customise_sources``):
   1. keyword arguments given in code (the CLI passes its flags this way)
   2. environment variables, e.g. SPEEDRUN_SCORER__REPEATS=3
-  3. the TOML config file named by SPEEDRUN_CONFIG (default ./speedrun.toml if present)
+  3. the TOML config file named by SPEEDRUN_CONFIG, which must exist (empty: no file);
+     unset, ./speedrun.toml if present
   4. the defaults below
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -22,6 +24,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from orchestrator.errors import ConfigError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -263,6 +267,24 @@ class GpuSettings(_Section):
     """How long a sandbox or scoring session waits for free GPUs before failing (infrastructure)."""
 
 
+def _config_file() -> Path | None:
+    """The config file to read: SPEEDRUN_CONFIG's, else ./speedrun.toml if there is one.
+
+    A file named on purpose must exist: a typo would otherwise run on defaults, silently.
+    """
+    named = os.environ.get("SPEEDRUN_CONFIG")
+    if named is None:
+        default = Path("speedrun.toml")
+        return default if default.is_file() else None
+    if not named:
+        return None
+    path = Path(named)
+    if not path.is_file():
+        problem = "is not a file" if path.exists() else "does not exist"
+        raise ConfigError(f"SPEEDRUN_CONFIG names {path}, which {problem} (set it empty for no config file)")
+    return path
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SPEEDRUN_",
@@ -309,12 +331,16 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("SPEEDRUN_CONFIG", "speedrun.toml"))
-        return (
-            init_settings,
-            env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=config_file),
-        )
+        sources = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"config file {config_file} is not valid TOML: {e}") from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"config file {config_file} cannot be read: {e}") from None
+        return tuple(sources)
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -59,7 +59,7 @@ def speedrun_env(tmp_path: Path, shared_data_root: Path, monkeypatch: pytest.Mon
         "SPEEDRUN_RECORDS_DIR": str(TOY_RECORDS),
         "SPEEDRUN_DATA_ROOT": str(shared_data_root),
         "SPEEDRUN_LOG_FORMAT": "json",
-        "SPEEDRUN_CONFIG": str(tmp_path / "absent.toml"),
+        "SPEEDRUN_CONFIG": "",  # no config file
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli import views
-from orchestrator.cli.main import JsonFlag, _catalog, _progress, _settings, command
+from orchestrator.cli.common import JsonFlag, command, group, load_catalog, load_settings, progress
 from orchestrator.errors import BackendError, UsageError
 from orchestrator.images import build as builder
 from orchestrator.images.catalog import Lock, LockEntry, load_targets, pick, read_lock, write_lock
 
-images_app = typer.Typer(help="Environment images: build, lock digests, verify, push.", no_args_is_help=True)
+app = group("Environment images: build, lock digests, verify, push.")
 
 Names = Annotated[list[str] | None, typer.Argument(help="Image names (default: all buildable here).")]
 
@@ -24,23 +24,23 @@ class DigestMismatch(UsageError):
 
 def _records_by_image() -> dict[str, list[str]]:
     by_image: dict[str, list[str]] = {}
-    for record in _catalog(_settings()).records.values():
+    for record in load_catalog(load_settings()).records.values():
         by_image.setdefault(record.manifest.environment.image, []).append(record.id)
     return by_image
 
 
 def _local(names: list[str] | None) -> list[str]:
     """The named images, or by default those whose builder needs no registry."""
-    settings = _settings()
+    settings = load_settings()
     targets = load_targets(settings.images_dir)
     return names or [t.name for t in targets.values() if t.builder == "host-env"]
 
 
-@images_app.command("list")
+@app.command("list")
 @command
 async def images_list(as_json: JsonFlag = False) -> None:
     """Image targets, their local digest and the locked one."""
-    settings = _settings()
+    settings = load_settings()
     lock = read_lock(settings.images_dir)
     rows = []
     for target in load_targets(settings.images_dir).values():
@@ -58,27 +58,29 @@ async def images_list(as_json: JsonFlag = False) -> None:
         views.print_json(rows)
         return
     for row in rows:
-        local, locked = row["local"] or "-", row["locked"] or "-"
-        line = f"{row['image']:<24} {row['builder']:<10} local {local}  locked {locked}"
+        line = (
+            f"{row['image']:<24} {row['builder']:<10} local {row['local'] or '-'}  "
+            f"locked {row['locked'] or '-'}"
+        )
         views.stdout.print(line, markup=False)
 
 
-@images_app.command("build")
+@app.command("build")
 @command
 async def images_build(names: Names = None, as_json: JsonFlag = False) -> None:
     """Build images (default: the tiny-track CPU image, which needs no registry)."""
-    settings = _settings()
+    settings = load_settings()
     targets = pick(load_targets(settings.images_dir), _local(names))
     staging = settings.home / "cache" / "images"
     staging.mkdir(parents=True, exist_ok=True)
     repo = settings.images_dir.parent
     built = {}
     for target in targets:
-        _progress(f"building {target.name}:{settings.docker.image_tag}")
+        progress(f"building {target.name}:{settings.docker.image_tag}")
         built[target.name] = await asyncio.to_thread(
-            builder.build, target, repo, staging, settings.docker.image_tag, _progress
+            builder.build, target, repo, staging, settings.docker.image_tag, progress
         )
-        _progress(f"built {target.name}: {built[target.name]}")
+        progress(f"built {target.name}: {built[target.name]}")
     if as_json:
         views.print_json(built)
     else:
@@ -86,11 +88,11 @@ async def images_build(names: Names = None, as_json: JsonFlag = False) -> None:
             views.stdout.print(f"{name} {digest}", markup=False)
 
 
-@images_app.command("lock")
+@app.command("lock")
 @command
 async def images_lock(names: Names = None, as_json: JsonFlag = False) -> None:
     """Write the local images' digests (and the records using them) to images/lock.json."""
-    settings = _settings()
+    settings = load_settings()
     targets = pick(load_targets(settings.images_dir), _local(names))
     lock = read_lock(settings.images_dir)
     records = _records_by_image()
@@ -109,11 +111,11 @@ async def images_lock(names: Names = None, as_json: JsonFlag = False) -> None:
         views.stdout.print(f"wrote {path}", markup=False)
 
 
-@images_app.command("verify")
+@app.command("verify")
 @command
 async def images_verify(names: Names = None, as_json: JsonFlag = False) -> None:
     """Check that each local image has exactly the digest in the lock file (exit 2 if not)."""
-    settings = _settings()
+    settings = load_settings()
     lock = read_lock(settings.images_dir)
     wanted = names or sorted(lock.images)
     if not wanted:
@@ -140,14 +142,14 @@ async def images_verify(names: Names = None, as_json: JsonFlag = False) -> None:
         raise DigestMismatch("images differ from images/lock.json: " + "; ".join(problems))
 
 
-@images_app.command("push")
+@app.command("push")
 @command
 async def images_push(
     registry: Annotated[str, typer.Option(help="Registry prefix, e.g. ghcr.io/org.")],
     names: Names = None,
 ) -> None:
     """Push locked images to a registry and record their registry digests in the lock."""
-    settings = _settings()
+    settings = load_settings()
     lock: Lock = read_lock(settings.images_dir)
     for name in names or sorted(lock.images):
         entry = lock.images.get(name)
@@ -158,7 +160,7 @@ async def images_push(
             raise DigestMismatch(f"{name}: local digest {local} differs from the lock ({entry.digest})")
         remote = f"{registry.rstrip('/')}/{name}:{entry.digest.removeprefix('sha256:')[:12]}"
         await asyncio.to_thread(builder.docker, "tag", entry.digest, remote)
-        await asyncio.to_thread(builder.docker, "push", remote, progress=_progress)
+        await asyncio.to_thread(builder.docker, "push", remote, progress=progress)
         out = await asyncio.to_thread(
             builder.docker, "image", "inspect", "--format", "{{json .RepoDigests}}", remote, capture=True
         )
@@ -166,5 +168,5 @@ async def images_push(
         if not digests:
             raise BackendError(f"pushed {remote} but the engine reports no registry digest")
         entry.repo_digest = digests[0]
-        _progress(f"pushed {remote} as {entry.repo_digest}")
+        progress(f"pushed {remote} as {entry.repo_digest}")
     write_lock(settings.images_dir, lock)

@@ -10,11 +10,16 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli import views
-from orchestrator.errors import NotFound, UsageError
+from orchestrator.cli.common import command, group, open_orchestrator, progress
+from orchestrator.errors import UsageError
 from orchestrator.report.data import LeaderRow, leaderboard, load
 from orchestrator.report.html import write_site
 
+app = group()
 
+
+@app.command()
+@command
 async def report(
     html: Annotated[
         Path | None, typer.Option(help="Write a static site (index.html, attempts/) to this folder.")
@@ -23,21 +28,25 @@ async def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the leaderboard as JSON.")] = False,
 ) -> None:
     """Leaderboard per task and agent (FSR, success rate, cost); --html adds plots and timelines."""
-    from orchestrator.cli.main import _progress, orchestrator  # main imports this module
-
     if html is not None and html.exists() and not html.is_dir():
         raise UsageError(f"--html {html}: exists and is not a folder")
-    async with orchestrator(recover=False) as orch:
+    async with open_orchestrator(recover=False) as orch:
         if task is not None:
             orch.catalog.task(task)  # an unknown task is an error, not an empty report
         details = await load(orch.store, task)
         targets = {t: orch.catalog.task(t).target_val_loss for t in {d.attempt.task_id for d in details}}
-    if not details:
-        raise NotFound("no finished attempts" + (f" of task {task}" if task else "") + " to report on")
+    if not details:  # a fresh store is not an error: there is just nothing yet
+        if as_json:
+            views.print_json([])
+        else:
+            views.stdout.print("no finished attempts" + (f" of task {task}" if task else "") + " yet")
+        if html is not None:
+            progress(f"no site written to {html}: nothing to report")
+        return
     rows = leaderboard(details)
     if html is not None:
         index = write_site(details, html, targets)
-        _progress(f"report written: {index}")
+        progress(f"report written: {index}")
     if as_json:
         views.print_json([asdict(r) for r in rows])
     else:

@@ -21,7 +21,10 @@ import uvicorn
 from orchestrator import service
 from orchestrator.batch import BatchSpec, run_batch
 from orchestrator.cli import views
+from orchestrator.cli.common import attempt_rows, command, group, open_orchestrator, progress
 from orchestrator.errors import UsageError
+
+app = group()
 
 
 class _Server(uvicorn.Server):
@@ -32,6 +35,8 @@ class _Server(uvicorn.Server):
         yield
 
 
+@app.command()
+@command
 async def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of /metrics and /healthz.")] = 9464,
@@ -41,10 +46,8 @@ async def serve(
     as_json: Annotated[bool, typer.Option("--json", help="Print the batch's results as JSON.")] = False,
 ) -> None:
     """Serve Prometheus metrics at /metrics; optionally run (or resume) a batch meanwhile."""
-    from orchestrator.cli.main import _progress, _views, orchestrator  # main imports this module
-
     spec = BatchSpec.load(batch_file) if batch_file is not None else None  # bad files fail first
-    async with orchestrator() as orch:
+    async with open_orchestrator() as orch:
         if spec is not None:
             for task_id in spec.tasks:  # unknown tasks fail before serving
                 orch.catalog.task(task_id)
@@ -61,19 +64,19 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        _progress(f"serving metrics at http://{host}:{port}/metrics (stop with Ctrl-C or SIGTERM)")
-        batch = asyncio.create_task(run_batch(orch, spec, _progress) if spec else _no_batch())
+        progress(f"serving metrics at http://{host}:{port}/metrics (stop with Ctrl-C or SIGTERM)")
+        batch = asyncio.create_task(run_batch(orch, spec, progress) if spec else _no_batch())
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({serving, batch, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if batch.done() and not batch.cancelled() and batch.exception() is None:
                 if batch.result():
-                    rows = await _views(orch, batch.result())
+                    rows = await attempt_rows(orch, batch.result())
                     if as_json:
                         views.print_json(rows)
                     else:
                         views.stdout.print(views.attempts_table(rows, title="Batch"))
-                    _progress("batch finished; still serving")
+                    progress("batch finished; still serving")
                 await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,7 +87,7 @@ async def serve(
             await serving
             with contextlib.suppress(asyncio.CancelledError):
                 await batch  # an attempt cut short ends as cancelled; a failed batch raises here
-        _progress("stopped")
+        progress("stopped")
 
 
 async def _no_batch() -> list[str]:

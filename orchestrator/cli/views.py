@@ -95,6 +95,32 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()  # a long-lived `serve` prints this into a pipe, where nothing else flushes it
 
 
+def detail_lines(detail: dict[str, Any], prefix: str = "") -> list[str]:
+    """A nested view as ``key: value`` lines for people: nested keys dotted, lists joined."""
+    lines = []
+    for key, value in detail.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            lines += detail_lines(value, f"{name}.")
+        else:
+            lines.append(f"{name}: {_plain(value)}")
+    return lines
+
+
+def _plain(value: Any) -> str:
+    if value is None or value == {}:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value.strip() or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value) or "-"
+    if isinstance(value, dict):  # a mapping inside a list
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
 def _num(value: float | None, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 

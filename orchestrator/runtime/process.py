@@ -160,6 +160,7 @@ async def run_process_group(
         preexec_fn=_die_with_parent,
     )
     assert proc.stdout is not None
+    stdout = proc.stdout  # narrowed, for pump below
     log = log_path.open("wb") if log_path is not None else None
     output = OutputLines(limits, log, start)
     reason = ExitReason.EXITED
@@ -189,7 +190,7 @@ async def run_process_group(
             await asyncio.sleep(_MEMORY_POLL_S)
 
     async def pump() -> None:
-        while chunk := await proc.stdout.read(_READ_CHUNK):
+        while chunk := await stdout.read(_READ_CHUNK):
             lines = output.feed(chunk)
             if output.total > limits.max_output_bytes:
                 finish(ExitReason.OUTPUT_LIMIT)

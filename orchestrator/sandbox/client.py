@@ -8,7 +8,7 @@ SandboxLost: an infrastructure failure, never something the agent sees as output
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -79,11 +79,13 @@ class ToolClient:
         *,
         json: Any = None,
         params: Any = None,
-        timeout: float | httpx.USE_CLIENT_DEFAULT | None = httpx.USE_CLIENT_DEFAULT,
+        timeout: float | Literal["client"] | None = "client",
     ) -> M:
+        """``timeout``: seconds, None for none, "client" for the client's own."""
+        chosen = self._http.timeout if timeout == "client" else timeout
         try:
             response = await self._http.request(
-                method, API_PREFIX + path, json=json, params=params, timeout=timeout
+                method, API_PREFIX + path, json=json, params=params, timeout=chosen
             )
         except httpx.TransportError as e:
             raise errors.SandboxLost(f"tool API unreachable: {type(e).__name__}: {e}") from e

@@ -31,6 +31,7 @@ import os
 import socket
 import struct
 import sys
+from typing import Any
 
 _MS_RDONLY = 1
 _MS_NOSUID = 2
@@ -99,7 +100,7 @@ def _loopback_up() -> None:
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | _IFF_UP))
 
 
-def confine(spec: dict) -> None:
+def confine(spec: dict[str, Any]) -> None:
     """Lay out the mounts and drop privileges, as described in the module docstring."""
     hide = sorted({os.path.realpath(p) for p in spec["hide"] if os.path.exists(p)}, key=len)
     scratch = sorted({os.path.realpath(p) for p in spec["scratch"] if os.path.isdir(p)}, key=len)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.scorer.plan import Flag
@@ -260,12 +260,11 @@ class _Module:
             self.scope_of[id(stmt)] = scope
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 qual = f"{scope}.{stmt.name}" if scope else stmt.name
-                is_class = isinstance(stmt, ast.ClassDef)
-                if not is_class:
+                if not isinstance(stmt, ast.ClassDef):
                     self.functions[qual] = stmt
                     if not in_class:  # a bare name never calls a method (GPT.forward is not forward)
                         self.names.setdefault(stmt.name, []).append(qual)
-                self._walk(stmt.body, qual, in_class=is_class)
+                self._walk(stmt.body, qual, in_class=isinstance(stmt, ast.ClassDef))
             else:
                 for field in ("body", "orelse", "finalbody", "handlers"):
                     inner = getattr(stmt, field, None)
@@ -591,7 +590,11 @@ def _check_free_code(
     return out
 
 
-def _check_import(node: ast.Import | ast.ImportFrom, record_uses: frozenset[str], flag) -> None:
+Flagger = Callable[[Flag, ast.AST, str], None]
+"""Records a violation: its flag, the node, what was found."""
+
+
+def _check_import(node: ast.Import | ast.ImportFrom, record_uses: frozenset[str], flag: Flagger) -> None:
     if isinstance(node, ast.ImportFrom):
         if node.level:
             flag(Flag.FORBIDDEN_IMPORT, node, "relative imports are not allowed")
@@ -616,7 +619,7 @@ def _check_import(node: ast.Import | ast.ImportFrom, record_uses: frozenset[str]
         flag(Flag.FORBIDDEN_IMPORT, node, f"import of {first} (not allowed in a training script)")
 
 
-def _check_attribute(dotted: str, node: ast.AST, flag) -> None:
+def _check_attribute(dotted: str, node: ast.AST, flag: Flagger) -> None:
     for prefix, f in _FORBIDDEN_ATTRS.items():
         if (
             dotted == prefix
@@ -633,7 +636,7 @@ def _check_attribute(dotted: str, node: ast.AST, flag) -> None:
         flag(Flag.NATIVE_CODE, node, f"{dotted}: private torch internals are not allowed")
 
 
-def _check_call(mod: _Module, node: ast.Call, flag) -> None:
+def _check_call(mod: _Module, node: ast.Call, flag: Flagger) -> None:
     if mod.dotted(node.func) == "torch.compile":
         for kw in node.keywords:
             if kw.arg not in COMPILE_KWARGS:
@@ -652,7 +655,7 @@ def _constant_in(node: ast.expr, allowed: frozenset[str]) -> bool:
     return isinstance(node, ast.Constant) and node.value in allowed
 
 
-def _check_store(mod: _Module, target: ast.expr, node: ast.AST, flag) -> None:
+def _check_store(mod: _Module, target: ast.expr, node: ast.AST, flag: Flagger) -> None:
     if isinstance(target, ast.Tuple | ast.List):
         for t in target.elts:
             _check_store(mod, t, node, flag)

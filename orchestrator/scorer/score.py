@@ -224,6 +224,7 @@ def score_submission(
         flags.append(Flag.VAL_LOSS_NOT_SIGNIFICANT.value)
     tb, tr = baseline.mean_seconds, reference.mean_seconds
     assert tb is not None and tr is not None
+    fsr: float | None = None
     fsr_ci: tuple[float, float] | None = None
     if Flag.CONTENDED.value in flags:
         # the machine, not the submission, spoiled the timing: retry, charge nobody
@@ -234,7 +235,7 @@ def score_submission(
         fsr = None
     elif reached and not flags and summary.mean_seconds is not None:
         outcome, reason = Outcome.SCORED, None
-        fsr: float | None = round((tb - summary.mean_seconds) / (tb - tr), 4)
+        fsr = round((tb - summary.mean_seconds) / (tb - tr), 4)
         fsr_ci = _round(_fsr_interval(controls, mine))
     else:
         outcome = Outcome.SUBMISSION_FAILED

@@ -7,15 +7,15 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import CursorResult, event, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from orchestrator.domain import (
     Attempt,
@@ -78,7 +78,7 @@ class SqlStore(Store):
     def __init__(self, url: str) -> None:
         self._url = url
         self._engine: AsyncEngine | None = None
-        self._sessions: async_sessionmaker | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
 
     async def open(self) -> None:
         if self._url.startswith("sqlite"):
@@ -109,7 +109,7 @@ class SqlStore(Store):
             self._engine = None
 
     @property
-    def _s(self) -> async_sessionmaker:
+    def _s(self) -> async_sessionmaker[AsyncSession]:
         if self._sessions is None:
             raise StoreError("the store is not open")
         return self._sessions
@@ -226,7 +226,7 @@ class SqlStore(Store):
                 )
                 .values(owner=owner, lease_expires_at=now + ttl_s)
             )
-            return result.rowcount == 1
+            return cast("CursorResult[Any]", result).rowcount == 1  # an UPDATE's result
 
     async def set_sandbox(self, attempt_id: str, handle: Mapping[str, Any] | None) -> None:
         async with self._s.begin() as session:
@@ -249,9 +249,9 @@ class SqlStore(Store):
             # another session may store the same content meanwhile (two attempts of one task
             # at once): content-addressed, so whoever is first wins and the other adds nothing
             rows = [{"sha256": sha, "size": len(data), "data": data} for sha, data in fresh.items()]
-            dialect = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[session.bind.dialect.name]
+            insert_new = sqlite_insert if session.bind.dialect.name == "sqlite" else postgresql_insert
             await session.execute(
-                dialect(BlobRow).values(rows).on_conflict_do_nothing(index_elements=["sha256"])
+                insert_new(BlobRow).values(rows).on_conflict_do_nothing(index_elements=["sha256"])
             )
         return tree
 

@@ -167,7 +167,7 @@ class Case:
             "SPEEDRUN_RECORDS_DIR": str(TOY_RECORDS),
             "SPEEDRUN_DATA_ROOT": str(data_root),
             "SPEEDRUN_LOG_FORMAT": "json",
-            "SPEEDRUN_CONFIG": str(self.home / "absent.toml"),
+            "SPEEDRUN_CONFIG": "",  # no config file
             **self.env,
         }
 
@@ -200,6 +200,14 @@ def quick(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> d
             home("invalid-setting"), ["tasks", "list"], {"SPEEDRUN_SCORER__TIMEOUT_FACTOR": "fast"}
         ),
     }
+    absent_config = base / "typo" / "speedrun.toml"
+    cases["missing-config"] = Case(
+        home("missing-config"), ["tasks", "list"], {"SPEEDRUN_CONFIG": str(absent_config)}
+    )
+    broken_config = _write(base, "broken.toml", '[scorer]\nrepeats = 3\ntimeout_factor = "2.0\n')
+    cases["config-syntax"] = Case(
+        home("config-syntax"), ["tasks", "list"], {"SPEEDRUN_CONFIG": str(broken_config)}
+    )
     missing = base / "no-such-file.py"
     cases["missing-path"] = Case(
         home("missing-path"),
@@ -294,6 +302,20 @@ def test_invalid_setting_is_one_clear_line(quick: dict[str, Case]) -> None:
     case = quick["invalid-setting"]
     assert case.result is not None
     assert_one_error_line(case.result, 2, "invalid settings", "timeout_factor")
+
+
+def test_missing_config_file_named_on_purpose_is_one_clear_line(quick: dict[str, Case]) -> None:
+    case = quick["missing-config"]
+    assert case.result is not None
+    config = case.full_env(Path())["SPEEDRUN_CONFIG"]
+    assert_one_error_line(case.result, 2, f"SPEEDRUN_CONFIG names {config}", "does not exist")
+
+
+def test_config_syntax_error_names_the_file(quick: dict[str, Case]) -> None:
+    case = quick["config-syntax"]
+    assert case.result is not None
+    config = case.full_env(Path())["SPEEDRUN_CONFIG"]
+    assert_one_error_line(case.result, 2, f"config file {config} is not valid TOML", "line 3")
 
 
 # --- malformed record manifests ----------------------------------------------------------

@@ -14,7 +14,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "SPEEDRUN_HOME": str(tmp_path / "home"),
         "SPEEDRUN_RECORDS_DIR": str(REPO / "records"),
         "SPEEDRUN_HINTS_DIR": str(REPO / "hints"),
-        "SPEEDRUN_CONFIG": str(tmp_path / "absent.toml"),
+        "SPEEDRUN_CONFIG": "",  # no config file
         "SPEEDRUN_LOG_FORMAT": "json",
     }
 
@@ -64,3 +64,14 @@ def test_tasks_show_names_files_hints_image_and_data(tmp_path: Path) -> None:
 
     skipped = run_cli("tasks", "show", "nanogpt-r6-r7", env=_env(tmp_path))
     assert skipped.returncode == 2 and "unknown task 'nanogpt-r6-r7'" in skipped.stderr
+
+
+def test_tasks_show_prints_readable_lines(tmp_path: Path) -> None:
+    result = run_cli("tasks", "show", "nanogpt-r11-r12", env=_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "files: train_gpt2.py" in lines
+    assert "launch.nproc: 8" in lines
+    assert "hints.levels: 1, 2" in lines
+    assert "data.repo_id: kjj0/fineweb10B-gpt2" in lines
+    assert not any(c in result.stdout for c in "{}[]'"), "no Python dict or list syntax"

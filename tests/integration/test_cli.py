@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from importlib.metadata import version
 from subprocess import CompletedProcess
 
 Cli = Callable[..., CompletedProcess[str]]
@@ -64,6 +65,8 @@ def test_run_oracle_json_then_inspect(cli: Cli) -> None:
     assert "run 1/3" in result.stderr, "scoring progress is shown while it runs"
 
     shown = json.loads(cli("attempts", "show", row["attempt_id"], "--json").stdout)
+    assert shown["agent"] == "oracle", "the agent's name, not its (absent) model report"
+    assert shown["agent_report"] is None, "the oracle uses no model"
     ops = [c["op"] for c in shown["tool_calls"]]
     assert ops == ["write_file", "submit"], "every tool call is recorded"
     assert [v["version"] for v in shown["workspace_versions"]] == [0, 1]
@@ -89,3 +92,18 @@ def test_cleanup_reports_nothing_on_a_clean_home(cli: Cli) -> None:
     result = cli("cleanup", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_version(cli: Cli) -> None:
+    result = cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"speedrun {version('speedrun-orchestrator')}\n"
+
+
+def test_report_on_an_empty_store_says_there_is_nothing_yet(cli: Cli) -> None:
+    table = cli("report")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.strip() == "no finished attempts yet"
+    as_json = cli("report", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == []

@@ -52,7 +52,7 @@ def _env(tmp_path: Path, endpoint: str) -> dict[str, str]:
         "SPEEDRUN_HOME": str(tmp_path / "home"),
         "SPEEDRUN_RECORDS_DIR": str(records),
         "SPEEDRUN_DATA_ROOT": str(tmp_path / "data"),
-        "SPEEDRUN_CONFIG": str(tmp_path / "absent.toml"),
+        "SPEEDRUN_CONFIG": "",  # no config file
         "SPEEDRUN_LOG_FORMAT": "json",
         "HF_ENDPOINT": endpoint,
         "HF_HOME": str(tmp_path / "hf-home"),

@@ -91,7 +91,7 @@ def test_tool_calling_agent_scores_on_each_protocol(
 
     shown = cli("attempts", "show", row["attempt_id"], "--json")
     detail = json.loads(shown.stdout)
-    agent = detail["agent"]
+    agent = detail["agent_report"]
     assert agent["model"] == model
     usage = agent["usage"]
     assert usage["calls"] == 6 and usage["retries"] == 1
@@ -142,7 +142,7 @@ def test_model_that_never_submits_is_an_agent_failure_and_the_key_stays_out(
     logs = cli("attempts", "logs", row["attempt_id"]).stdout
     assert "ENV:" in logs and "PARENT:" in logs, "the probe ran in the sandbox"
     shown = cli("attempts", "show", row["attempt_id"], "--json").stdout
-    assert json.loads(shown)["agent"]["usage"]["calls"] == 5, "a failed attempt keeps its transcript"
+    assert json.loads(shown)["agent_report"]["usage"]["calls"] == 5, "a failed attempt keeps its transcript"
     _no_key_anywhere(Path(env["SPEEDRUN_HOME"]), result.stdout, result.stderr, logs, shown)
 
 
@@ -173,14 +173,14 @@ def test_aide_with_an_llm_ideator_on_toy(llm: tuple[ScriptedServer, dict[str, st
     assert row["outcome"] == "scored" and row["fsr"] > 0.5, row
     assert "Idea: run fewer steps" in json.dumps(server.requests[1].body), "the coder got the ideator's idea"
     detail = json.loads(cli("attempts", "show", row["attempt_id"], "--json").stdout)
-    search = detail["agent"]["search"]
+    search = detail["agent_report"]["search"]
     assert [(n["name"], n["kind"], n["buggy"]) for n in search["nodes"]] == [
         ("v_0", "root", False),
         ("v_1", "draft", False),
         ("v_2", "improve", True),
     ]
     assert search["best"] == 1
-    roles = {e.get("agent_role") for e in detail["agent"]["transcript"] if e["kind"] == "reply"}
+    roles = {e.get("agent_role") for e in detail["agent_report"]["transcript"] if e["kind"] == "reply"}
     assert roles == {"ideator", "coder"}
 
 

@@ -125,7 +125,7 @@ def _check_tool_calling(server, rows: list[dict], shown: dict[str, dict], env: d
     assert server.requests[0].path == "/v1/chat/completions" and server.requests[3].path == "/v1/messages"
     models = []
     for row in rows:
-        agent = shown[row["attempt_id"]]["agent"]
+        agent = shown[row["attempt_id"]]["agent_report"]
         models.append(agent["model"])
         replies = [e for e in agent["transcript"] if e["kind"] == "reply"]
         assert [c["name"] for e in replies for c in e["tool_calls"]] == ["read_file", "write_file", "submit"]
@@ -144,7 +144,7 @@ def _check_aide(server, row: dict, detail: dict, env: dict[str, str]) -> None:
     assert HINT in bodies[0] and KNOWLEDGE in bodies[0], "hint and knowledge reach the coder"
     assert "scripted bug in the draft" in bodies[1], "the debug step sees the failure"
 
-    agent = detail["agent"]
+    agent = detail["agent_report"]
     nodes = [(n["name"], n["kind"], n["parent"], n["buggy"]) for n in agent["search"]["nodes"]]
     assert nodes == [
         ("v_0", "root", None, False),

@@ -47,7 +47,7 @@ def _env(tmp_path: Path, records: Path, source_url: str) -> dict[str, str]:
         "SPEEDRUN_HOME": str(tmp_path / "home"),
         "SPEEDRUN_RECORDS_DIR": str(records),
         "SPEEDRUN_RECORDS_SOURCE_URL": source_url,
-        "SPEEDRUN_CONFIG": str(tmp_path / "absent.toml"),
+        "SPEEDRUN_CONFIG": "",  # no config file
         "SPEEDRUN_LOG_FORMAT": "json",
     }
 

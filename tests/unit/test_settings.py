@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import ConfigError
 from orchestrator.settings import Settings
 
 
@@ -30,4 +32,20 @@ def test_unknown_keys_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     config.write_text("[scorer]\nrepeat = 3\n")
     monkeypatch.setenv("SPEEDRUN_CONFIG", str(config))
     with pytest.raises(ValueError, match="repeat"):
+        Settings()
+
+
+def test_a_config_file_named_on_purpose_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEEDRUN_CONFIG", str(tmp_path / "typo.toml"))
+    with pytest.raises(ConfigError, match=r"SPEEDRUN_CONFIG names .*typo\.toml, which does not exist"):
+        Settings()
+    monkeypatch.setenv("SPEEDRUN_CONFIG", "")  # empty: no config file at all
+    assert Settings().backend == "local"
+
+
+def test_a_config_syntax_error_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "speedrun.toml"
+    config.write_text('backend = "local\n')
+    monkeypatch.setenv("SPEEDRUN_CONFIG", str(config))
+    with pytest.raises(ConfigError, match=re.escape(f"config file {config} is not valid TOML")):
         Settings()

@@ -137,7 +137,7 @@ async def _watch(
             break
         wall_s = time.monotonic() - start
     returncode = None
-    if reason is ExitReason.EXITED:
+    if reason is ExitReason.EXITED:  # type: ignore[used-before-def]  # set before every way out of the loop
         if state.get("reason") == "OOMKilled":
             reason = ExitReason.MEMORY_LIMIT
         else:
