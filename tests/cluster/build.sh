@@ -53,22 +53,26 @@ GO
 fi
 
 start=$(date +%s)
-build -o "$out/etcd" ./etcd
-for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-    build -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
-    echo "built $cmd ($(( $(date +%s) - start ))s so far)"
-done
-
-cd "$router_mod"
-if [ ! -f go.mod ] || ! grep -q "kube-router/v2 v$KUBE_ROUTER_VERSION" go.mod; then
-    rm -f go.mod go.sum
-    go mod init speedrun.test/kube-router >/dev/null 2>&1
-    # the netlink pseudo-version kube-router pins is not on the module proxy: its release
-    # before stands in (the policy controller uses none of what came after)
-    go mod edit -require "github.com/cloudnativelabs/kube-router/v2@v$KUBE_ROUTER_VERSION" \
-        -replace github.com/vishvananda/netlink=github.com/vishvananda/netlink@v1.3.1
-fi
-build -o "$out/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+# kube-router (its own module) builds beside the Kubernetes binaries, and those in one `go
+# build`: the compiles share one package graph and the links (single-threaded) overlap
+(
+    cd "$router_mod"
+    if [ ! -f go.mod ] || ! grep -q "kube-router/v2 v$KUBE_ROUTER_VERSION" go.mod; then
+        rm -f go.mod go.sum
+        go mod init speedrun.test/kube-router >/dev/null 2>&1
+        # the netlink pseudo-version kube-router pins is not on the module proxy: its release
+        # before stands in (the policy controller uses none of what came after)
+        go mod edit -require "github.com/cloudnativelabs/kube-router/v2@v$KUBE_ROUTER_VERSION" \
+            -replace github.com/vishvananda/netlink=github.com/vishvananda/netlink@v1.3.1
+    fi
+    build -o "$out/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+    echo "built kube-router ($(( $(date +%s) - start ))s so far)"
+) &
+router=$!
+build -o "$out/" ./etcd $(printf 'k8s.io/kubernetes/cmd/%s ' kube-apiserver kube-controller-manager \
+    kube-scheduler kubelet kubectl)
+echo "built etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl ($(( $(date +%s) - start ))s so far)"
+wait "$router"
 
 if [ "${1:-}" = kwok ]; then
     mkdir -p "$kwok_mod" && cd "$kwok_mod"
