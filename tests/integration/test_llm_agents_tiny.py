@@ -1,5 +1,10 @@
-"""The LLM agents on the real tiny track, as `speedrun batch` runs them: three attempts side
-by side, scored in one session against one baseline and reference.
+"""The agents on the real tiny track in Docker containers, as `speedrun batch --backend
+docker` runs them: five attempts side by side, scored in one session against one baseline
+and reference.
+
+- The oracle and null agents, as the demo runs them: oracle FSR near 1, null near 0, both
+  against the one shared baseline (test_demo.py runs the demo itself on the embedded
+  default; this is its run in Docker).
 
 - The tool-calling agent over both wire protocols (OpenAI chat completions, Anthropic
   messages): each model reads record 1, writes record 2's script through the tool API and
@@ -12,7 +17,7 @@ by side, scored in one session against one baseline and reference.
 For every attempt the scorer confirms the speedup; transcript, token counts and cost are
 stored and shown by `speedrun attempts show`, and the planted key is never printed.
 (test_llm_agents.py covers `speedrun run`'s flags, the responses protocol, refusals,
-retries and the missing submit on the toy track.) One shared session serves all three.
+retries and the missing submit on the toy track.) One shared session serves all five.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, assert_scored_with_a_speedup, run_cli
+from tests import docker_support
+from tests.conftest import NULL_FSR_BAND, ORACLE_FSR_BAND, REPO, assert_scored_with_a_speedup, run_cli
 from tests.scripted_llm import Call, Say, config_toml, scripted_server
 
 TINY = REPO / "records" / "tiny"
@@ -34,9 +40,13 @@ HINT = "Placeholder hint written for this test: swap learned positions for rotar
 KNOWLEDGE = "Placeholder background written for this test: rotary embeddings rotate query/key pairs."
 TOOL_MODELS = ["scripted-openai", "scripted-anthropic"]
 BATCH = f"""
-name = "llm-agents"
+name = "agents"
 tasks = ["tiny-r1-r2"]
 hints = [2]
+[[agents]]
+name = "oracle"
+[[agents]]
+name = "null"
 {"".join(f'[[agents]]{chr(10)}name = "tool-calling"{chr(10)}model = "{m}"{chr(10)}' for m in TOOL_MODELS)}
 [[agents]]
 name = "aide"
@@ -51,10 +61,12 @@ def _buggy(script: str, message: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.docker
 @pytest.mark.timeout(1500)
-def test_tool_calling_and_aide_on_tiny_are_scored_in_one_session(
+def test_every_agent_on_tiny_in_docker_is_scored_in_one_session(
     speedrun_env: dict[str, str], tmp_path: Path
 ) -> None:
+    docker_support.require_docker()
     pack = tmp_path / "hints" / "tiny" / "tiny-r1-r2"
     pack.mkdir(parents=True)
     (pack / "pack.toml").write_text(
@@ -63,7 +75,7 @@ def test_tool_calling_and_aide_on_tiny_are_scored_in_one_session(
     (pack / "level_2.md").write_text(HINT + "\n")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "rope.md").write_text(KNOWLEDGE + "\n")  # relative to the batch file
-    batch = tmp_path / "llm-agents.toml"
+    batch = tmp_path / "agents.toml"
     batch.write_text(BATCH)
 
     with scripted_server() as server:
@@ -89,13 +101,16 @@ def test_tool_calling_and_aide_on_tiny_are_scored_in_one_session(
             Say("Fixed:\n```python\n" + R2 + "```"),
             Say("Faster still:\n```python\n" + _buggy(R2, "scripted bug in the improvement") + "```"),
         )
-        result = run_cli("batch", str(batch), "--json", env=env, timeout=1400)
+        result = run_cli("batch", str(batch), "--backend", "docker", "--json", env=env, timeout=1400)
         assert result.returncode == 0, result.stderr
         rows = json.loads(result.stdout)
-        assert len(rows) == 3 and len(server.requests) == 9
+        assert len(rows) == 5 and len(server.requests) == 9
         assert {r["baseline_seconds"] for r in rows} == {rows[0]["baseline_seconds"]}, "one session"
+        assert {r["backend"] for r in rows} == {"docker"}
+        _check_oracle_and_null(rows, result.stderr)
         for row in rows:
-            assert_scored_with_a_speedup(row)
+            if row["agent"] != "null":
+                assert_scored_with_a_speedup(row)
         shown = {row["attempt_id"]: _shown(row["attempt_id"], env) for row in rows}
         for out in (result.stdout, result.stderr, *(json.dumps(s) for s in shown.values())):
             assert KEY not in out
@@ -104,6 +119,17 @@ def test_tool_calling_and_aide_on_tiny_are_scored_in_one_session(
         [aide] = [r for r in rows if r["agent"] == "aide"]
         _check_tool_calling(server, tool_calling, shown, env)
         _check_aide(server, aide, shown[aide["attempt_id"]], env)
+
+
+def _check_oracle_and_null(rows: list[dict], stderr: str) -> None:
+    by_agent = {r["agent"]: r for r in rows if r["agent"] in ("oracle", "null")}
+    for row in by_agent.values():
+        assert row["outcome"] == "scored", (row["reason"], row)
+        assert row["baseline_seconds"] > row["reference_seconds"] > 0
+        assert row["submission_seconds"] > 0 and row["reached_target"]
+    runs = "\n".join(line for line in stderr.splitlines() if "to target" in line)
+    assert ORACLE_FSR_BAND[0] <= by_agent["oracle"]["fsr"] <= ORACLE_FSR_BAND[1], (by_agent["oracle"], runs)
+    assert NULL_FSR_BAND[0] <= by_agent["null"]["fsr"] <= NULL_FSR_BAND[1], (by_agent["null"], runs)
 
 
 def _shown(attempt_id: str, env: dict[str, str]) -> dict:
