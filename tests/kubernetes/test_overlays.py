@@ -78,3 +78,24 @@ def test_every_resource_of_an_overlay_is_in_the_speedrun_namespace(
 
 def test_overlays_are_found() -> None:
     assert {o.name for o in OVERLAYS} >= {"production-gpu", "test-cluster"}
+
+
+def test_llm_keys_come_from_a_secret_the_orchestrator_alone_mounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.settings import Settings
+
+    for overlay in OVERLAYS:
+        [deployment] = [d for d in _render(overlay) if d["kind"] == "Deployment"]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert {
+            "prefix": "SPEEDRUN_LLM__KEYS__",
+            "secretRef": {"name": "speedrun-llm-keys", "optional": True},
+        } in (container["envFrom"])
+    # what the kubelet makes of a Secret with the entries `openai` and `anthropic`
+    monkeypatch.setenv("SPEEDRUN_CONFIG", "")
+    monkeypatch.setenv("SPEEDRUN_LLM__KEYS__openai", "sk-from-secret-1")
+    monkeypatch.setenv("SPEEDRUN_LLM__KEYS__anthropic", "sk-from-secret-2")
+    keys = Settings().llm.keys
+    assert {name: key.get_secret_value() for name, key in keys.items()} == {
+        "openai": "sk-from-secret-1",
+        "anthropic": "sk-from-secret-2",
+    }
