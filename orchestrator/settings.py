@@ -69,6 +69,10 @@ class SandboxLimits(_Section):
     """How much of an experiment's log a tool call returns."""
     memory_bytes: int = Field(default=8 * 1024**3, gt=0)
     """Resident memory of an experiment's whole process group."""
+    request_head_timeout_s: float = Field(default=30.0, gt=0)
+    """A tool API connection whose request line and headers are not in by then is closed."""
+    request_body_timeout_s: float = Field(default=60.0, gt=0)
+    """A tool API request body not received whole by then is refused (408)."""
 
 
 class ScorerSettings(_Section):

@@ -49,6 +49,7 @@ from orchestrator.sandbox.api import (
     WriteResult,
 )
 from orchestrator.sandbox.experiments import ExperimentRunner
+from orchestrator.sandbox.http_limits import BodyLimit, head_deadline_protocol
 from orchestrator.sandbox.workspace import Version, Workspace
 
 _SUMMARY_CAP = 4096  # request text kept in the journal; full contents live in workspace versions
@@ -126,16 +127,21 @@ def create_app(config: SandboxConfig) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        codes = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: FileTooLarge.code}
+        code = codes.get(exc.status_code, "http_error")
         request.state.error = code
         body = ErrorBody(error=code, message=f"{request.method} {request.url.path}: {exc.detail}")
-        return JSONResponse(body.model_dump(), status_code=exc.status_code)
+        return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         request.state.error = "bad_request"
         body = ErrorBody(error="bad_request", message=validation_problems(exc))
         return JSONResponse(body.model_dump(), status_code=422)
+
+    # Added before the journal, so inside it: every read of a body is counted, and the 413 or
+    # 408 it raises reaches http_error as a plain HTTPException and is journaled
+    app.add_middleware(BodyLimit, max_bytes=max_body, timeout_s=config.limits.request_body_timeout_s)
 
     @app.middleware("http")
     async def journal(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -167,6 +173,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
 
         if not hmac.compare_digest(_token(request), config.agent_token):
             return refuse(401, Unauthorized.code, "missing or wrong bearer token")
+        # a declared length is refused at once; a streamed (chunked) body is counted by BodyLimit
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > max_body:
             return refuse(413, FileTooLarge.code, f"request body over the {max_body}-byte limit")
@@ -296,7 +303,10 @@ def _bind_unix(path: Path) -> socket.socket:
 async def serve(config: SandboxConfig) -> None:
     app = create_app(config)
     sock = _bind_unix(config.uds) if config.uds is not None else _bind(config.host, config.port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    protocol = head_deadline_protocol(config.limits.request_head_timeout_s)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=protocol)
+    )
     port_file = config.state_dir / "port"
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():

@@ -475,6 +475,82 @@ async def test_token_and_body_size_are_checked_before_the_body_is_read(start: St
     ]
 
 
+async def _connect(sandbox: LocalSandbox) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    url = urlsplit(sandbox.tool_url)
+    return await asyncio.open_connection(url.hostname, url.port)
+
+
+async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await reader.read()
+    except ConnectionError:
+        return b""
+
+
+def _server_rss(sandbox: LocalSandbox) -> int:
+    server = min(procs.find_labelled(f"speedrun/{sandbox.attempt_id}/sandbox"))  # the tree's root
+    return procs.tree_rss_bytes(server)
+
+
+async def test_a_streamed_body_is_refused_at_the_limit_without_being_buffered(start: Start) -> None:
+    """A chunked body declares no length: it is counted as it arrives, and refused once past
+    the limit (before: a chunked 200 MB body was read whole, server memory 52 -> 646 MB)."""
+    sb = await start()
+    before = _server_rss(sb)
+    reader, writer = await _connect(sb)
+    writer.write(
+        b"PUT /v1/files/train_gpt.py HTTP/1.1\r\nHost: sandbox\r\n"
+        + f"Authorization: Bearer {sb.agent_token}\r\n".encode()
+        + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    answer = asyncio.create_task(_read_until_closed(reader))
+    chunk = b"x" * (1024 * 1024)
+    sent = 0
+    try:
+        writer.write(b'%x\r\n{"content": "\r\n' % len(b'{"content": "'))
+        while sent < 200 * len(chunk) and not answer.done():  # until the server hangs up
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            sent += len(chunk)
+    except ConnectionError:
+        pass
+    head = await asyncio.wait_for(answer, 30)
+    writer.close()
+    # the answer may be lost to the reset of a connection closed with the body unread: the
+    # journal is the server's own account
+    assert head == b"" or head.startswith(b"HTTP/1.1 413 "), head[:200]
+    assert sent < 100 * len(chunk), f"the server read {sent} bytes before refusing"
+    assert _server_rss(sb) - before < 64 * 1024 * 1024, "the refused body was not held in memory"
+    assert (await calls(sb))[-1] == ("write_file", 413, "file_too_large")
+
+
+async def test_a_body_that_stalls_is_refused_and_a_stalled_head_is_hung_up_on(start: Start) -> None:
+    sb = await start(request_head_timeout_s=1, request_body_timeout_s=1)
+    # half a body: 408 once its deadline passes, and the journal says so
+    reader, writer = await _connect(sb)
+    writer.write(
+        b"PUT /v1/files/train_gpt.py HTTP/1.1\r\nHost: sandbox\r\n"
+        + f"Authorization: Bearer {sb.agent_token}\r\n".encode()
+        + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"content": '
+    )
+    head = await asyncio.wait_for(reader.read(), 15)  # to the end: it closes the connection
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in head, head[:200]
+    # half a head, and no bytes at all: the connection is closed, nothing reaches the app
+    for opening in (b"GET /v1/files HTTP/1.1\r\nHost: sandbox\r\n", b""):
+        reader, writer = await _connect(sb)
+        writer.write(opening)
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(4096), 15) == b"", "closed without an answer"
+        assert asyncio.get_running_loop().time() - started < 10
+        writer.close()
+    # a slow but steady client is not cut off, and the server still answers
+    async with httpx.AsyncClient(base_url=sb.tool_url) as http:
+        response = await http.get("/v1/files", headers=bearer(sb.agent_token))
+        assert response.status_code == 200
+    assert [(op, status) for op, status, _ in await calls(sb)] == [("write_file", 408), ("list_files", 200)]
+
+
 def test_the_tcp_tool_api_answers_without_waiting_for_delayed_acks() -> None:
     """Connections the TCP listener accepts have TCP_NODELAY: with Nagle on, every response
     whose body follows its headers in a second write waited ~40 ms for the client's ACK."""
