@@ -28,6 +28,7 @@ import ctypes
 import fcntl
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -39,6 +40,7 @@ _MS_NODEV = 4
 _MS_REMOUNT = 32
 _MS_BIND = 4096
 _MS_REC = 16384
+_PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -129,6 +131,12 @@ def confine(spec: dict[str, Any]) -> None:
     os.setuid(uid)
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    # The kernel clears the parent-death signal unshare --kill-child set on any change of
+    # credentials: set again, this pid namespace's init (and so everything in it) dies with
+    # unshare, which dies with the harness, which dies with the orchestrator. (A death in the
+    # microseconds between setuid and here goes unseen: getppid() reads 0 in a new pid namespace.)
+    if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     os.chdir(spec["cwd"])
 
 

@@ -58,6 +58,13 @@ def _kill_when(
     raise AssertionError(f"attempt never reached {states}")
 
 
+def _uid(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
 def _no_orphans_left(attempt_id: str) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -123,3 +130,34 @@ def test_cancel_during_scoring_stops_the_score_from_landing(speedrun_env: dict[s
     row = json.loads(out)
     assert (row["state"], row["outcome"]) == ("finished", "cancelled")
     assert _rows(speedrun_env, "SELECT COUNT(*) FROM scores WHERE attempt_id = ?", attempt_id) == [(0,)]
+
+
+def test_a_scored_run_dies_within_seconds_of_its_orchestrator(
+    speedrun_env: dict[str, str], tmp_path: Path
+) -> None:
+    """kill -9 of the orchestrator while a silent submission is timed: no process of that
+    scoring session is left 5 s later. (The jail's switch to an unprivileged user cleared the
+    parent-death signal the namespace launcher had set: such a run lived on until the next
+    resume.)"""
+    from orchestrator.settings import Settings
+
+    toy_r1 = (REPO / "tests" / "fixtures" / "records" / "toy" / "r1" / "train_gpt.py").read_text()
+    silent = tmp_path / "silent.py"  # record 1, stalled before its first line: passes the rules
+    silent.write_text(toy_r1.replace("start = time.perf_counter()\n", "time.sleep(600)\n", 1))
+    instance = Settings().instance_id
+    proc = _start(speedrun_env, "score", "--task", "toy-r1-r2", str(silent), "--json")
+    deadline = time.monotonic() + 120
+    while not any("-sub-" in label for label in procs.find_labelled("speedrun/", instance).values()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the submission's run never started"
+        time.sleep(0.05)
+    time.sleep(1)  # past the jail's set-up: the run is the unprivileged script now
+    running = procs.find_labelled("speedrun/", instance)
+    if os.geteuid() == 0:  # then the runs are jailed as an unprivileged user
+        assert any(_uid(pid) not in (None, 0) for pid in running), ("the run is confined", running)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while (left := procs.find_labelled("speedrun/", instance)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes of the killed orchestrator's scoring session live on: {left}"
