@@ -9,7 +9,15 @@ import typer
 
 from orchestrator.batch import BatchSpec, run_batch
 from orchestrator.cli import views
-from orchestrator.cli.common import JsonFlag, attempt_rows, command, group, open_orchestrator, progress
+from orchestrator.cli.common import (
+    JsonFlag,
+    attempt_rows,
+    command,
+    exit_for_outcomes,
+    group,
+    open_orchestrator,
+    progress,
+)
 
 app = group()
 
@@ -35,3 +43,4 @@ async def batch(
         views.print_json(rows)
     else:
         views.stdout.print(views.attempts_table(rows, title=f"Batch {spec.name}"))
+    exit_for_outcomes(rows)  # 3: cells lost to infrastructure; running the batch again retries them

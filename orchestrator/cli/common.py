@@ -20,6 +20,7 @@ from orchestrator import metrics
 from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.cli import views
+from orchestrator.domain import Outcome
 from orchestrator.errors import InfrastructureError, OrchestratorError, UsageError, validation_problems
 from orchestrator.lifecycle import Orchestrator
 from orchestrator.log import configure_logging
@@ -119,3 +120,11 @@ async def attempt_rows(orch: Orchestrator, attempt_ids: list[str]) -> list[dict[
         attempt = await orch.store.get_attempt(attempt_id)
         rows.append(views.attempt_view(attempt, await orch.store.get_score(attempt_id)))
     return rows
+
+
+def exit_for_outcomes(rows: list[dict[str, Any]]) -> None:
+    """After a command printed its attempts: exit 3 (infrastructure, as errors are) when any
+    ended in an infrastructure failure, so a script or a scheduler knows to run it again. A
+    verdict on an agent or a submission, good or bad, is a result: exit 0."""
+    if any(row["outcome"] == Outcome.INFRA_FAILED.value for row in rows):
+        raise typer.Exit(3)

@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli import views
-from orchestrator.cli.common import JsonFlag, attempt_rows, command, group, open_orchestrator, progress
+from orchestrator.cli.common import (
+    JsonFlag,
+    attempt_rows,
+    command,
+    exit_for_outcomes,
+    group,
+    open_orchestrator,
+    progress,
+)
 from orchestrator.errors import NotFound, UsageError
 
 app = group()
@@ -42,6 +50,7 @@ async def demo(
             "FSR = (t_baseline - t_submission) / (t_baseline - t_reference): "
             "oracle should be near 1, null near 0."
         )
+    exit_for_outcomes(rows)
 
 
 @app.command()
@@ -91,6 +100,7 @@ async def run(
         views.print_json(row)
     else:
         views.stdout.print(views.attempts_table([row]))
+    exit_for_outcomes([row])
 
 
 @app.command()
@@ -111,6 +121,7 @@ async def score(
         views.print_json(row)
     else:
         views.stdout.print(views.attempts_table([row]))
+    exit_for_outcomes([row])
 
 
 def agent_params(pairs: list[str]) -> dict[str, Any]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 from subprocess import CompletedProcess
+
+from tests.conftest import TOY_RECORDS, run_cli
 
 Cli = Callable[..., CompletedProcess[str]]
 
@@ -107,3 +111,21 @@ def test_report_on_an_empty_store_says_there_is_nothing_yet(cli: Cli) -> None:
     as_json = cli("report", "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout) == []
+
+
+def test_score_exits_3_when_the_attempt_is_an_infrastructure_failure(
+    speedrun_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A baseline that cannot run is our side's failure, not the submission's: the row is
+    printed, and the exit code says infrastructure, as for an infrastructure error."""
+    records = tmp_path / "records"
+    shutil.copytree(TOY_RECORDS, records)
+    baseline = records / "toy" / "r1" / "train_gpt.py"
+    baseline.write_text('raise SystemExit("the baseline cannot start here")\n' + baseline.read_text())
+    submission = records / "toy" / "r2" / "train_gpt.py"
+    env = {**speedrun_env, "SPEEDRUN_RECORDS_DIR": str(records)}
+    done = run_cli("score", "--task", "toy-r1-r2", str(submission), "--json", env=env)
+    row = json.loads(done.stdout)
+    assert row["outcome"] == "infra_failed", row
+    assert "baseline" in row["reason"]
+    assert done.returncode == 3, done.stderr
