@@ -14,8 +14,9 @@ from pathlib import Path
 from orchestrator.catalog import fineweb
 from orchestrator.catalog.catalog import Track
 from orchestrator.catalog.manifest import FinewebData, SyntheticData
+from orchestrator.catalog.shards import read_shard_header
 from orchestrator.catalog.synth import SynthSpec
-from orchestrator.errors import NotFound
+from orchestrator.errors import DataFormatError, NotFound
 
 _DONE = "COMPLETE"
 
@@ -69,13 +70,36 @@ def _synthetic(root: Path, spec: SynthSpec, progress: Callable[[str], None] | No
 
     marker = root / _DONE
     wanted = spec.model_dump_json()
-    if not marker.exists() or marker.read_text() != wanted:
+    made = marker.exists() and marker.read_text() == wanted
+    damage = _damage(root) if made else None
+    if not made or damage is not None:
         if progress is not None:
-            progress(f"generating the synthetic corpus in {root}")
+            why = f" ({damage}; the corpus is made again)" if damage else ""
+            progress(f"generating the synthetic corpus in {root}{why}")
+        marker.unlink(missing_ok=True)
         root.mkdir(parents=True, exist_ok=True)
         generate_corpus(root, spec, progress)
         marker.write_text(wanted)
     return _layout(root)
+
+
+def _damage(root: Path) -> str | None:
+    """What is wrong with a corpus marked complete (a shard gone, truncated or overwritten), or None.
+
+    Reads only the headers and sizes: a damaged shard would otherwise surface as a crash of
+    the baseline in the scorer, with no word about the data.
+    """
+    layout = _layout(root)
+    for pattern in (layout.train_glob, layout.val_glob, layout.heldout_val_glob):
+        shards = sorted(glob.glob(pattern))
+        if not shards:
+            return f"no shard matches {Path(pattern).name}"
+        for shard in shards:
+            try:
+                read_shard_header(shard)
+            except (DataFormatError, OSError) as e:
+                return str(e)
+    return None
 
 
 def named_data_files(env: Mapping[str, str], data_dir: Path) -> list[Path]:

@@ -75,3 +75,27 @@ def test_tasks_show_prints_readable_lines(tmp_path: Path) -> None:
     assert "hints.levels: 1, 2" in lines
     assert "data.repo_id: kjj0/fineweb10B-gpt2" in lines
     assert not any(c in result.stdout for c in "{}[]'"), "no Python dict or list syntax"
+
+
+def test_data_synth_makes_a_damaged_corpus_again_and_says_why(
+    speedrun_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A corpus marked complete whose shards were truncated or overwritten is made again, with
+    the reason on stderr (it was kept, and the baseline then crashed in the scorer)."""
+    from orchestrator.catalog.shards import read_shard_header
+
+    env = {**speedrun_env, "SPEEDRUN_DATA_ROOT": str(tmp_path / "data")}  # not the session's corpus
+    first = run_cli("data", "synth", "--track", "toy", env=env)
+    assert first.returncode == 0, first.stderr
+    root = tmp_path / "data" / "toy"
+    train = sorted(root.glob("train_*.bin"))
+    whole = {p: p.read_bytes() for p in root.glob("*.bin")}
+    for damage in (lambda p: p.write_bytes(p.read_bytes()[:2000]), lambda p: p.write_bytes(b"\0" * 4096)):
+        damage(train[0])
+        again = run_cli("data", "synth", "--track", "toy", env=env)
+        assert again.returncode == 0, again.stderr
+        assert "the corpus is made again" in again.stderr and train[0].name in again.stderr, again.stderr
+        assert {p: p.read_bytes() for p in root.glob("*.bin")} == whole, "the same corpus, byte for byte"
+        read_shard_header(train[0])
+    untouched = run_cli("data", "synth", "--track", "toy", env=env)
+    assert "generating" not in untouched.stderr
