@@ -7,7 +7,7 @@ and a held-out one only the scorer mounts (THREATS.md #6).
 from __future__ import annotations
 
 import glob
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from orchestrator.catalog import fineweb
 from orchestrator.catalog.catalog import Track
 from orchestrator.catalog.manifest import FinewebData, SyntheticData
 from orchestrator.catalog.synth import SynthSpec
+from orchestrator.domain import Progress
 from orchestrator.errors import NotFound
 
 _DONE = "COMPLETE"
@@ -35,9 +36,7 @@ class TrackData:
         }
 
 
-def ensure_track_data(
-    track: Track, data_dir: Path, progress: Callable[[str], None] | None = None
-) -> TrackData:
+def ensure_track_data(track: Track, data_dir: Path, progress: Progress | None = None) -> TrackData:
     """Raises: NotFound when the track's data cannot be produced here."""
     spec = track.manifest.data
     if isinstance(spec, SyntheticData):
@@ -64,7 +63,7 @@ def _layout(root: Path) -> TrackData:
     )
 
 
-def _synthetic(root: Path, spec: SynthSpec, progress: Callable[[str], None] | None) -> TrackData:
+def _synthetic(root: Path, spec: SynthSpec, progress: Progress | None) -> TrackData:
     from orchestrator.catalog.synth import generate_corpus
 
     marker = root / _DONE

@@ -15,11 +15,11 @@ from orchestrator.catalog.fetch import fetch_record
 from orchestrator.catalog.hints import find_pack
 from orchestrator.catalog.manifest import FinewebData, GitSource
 from orchestrator.cli import views
+from orchestrator.domain import Progress
 from orchestrator.errors import DataFormatError, UsageError
 from orchestrator.settings import Settings
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-Progress = Callable[[str], None]
 Command = Callable[[Callable[..., Coroutine[Any, Any, None]]], Callable[..., None]]
 
 

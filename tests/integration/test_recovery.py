@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.runtime import procs
+from orchestrator.runtime import procfs
 from tests.conftest import REPO, run_cli
 
 
@@ -61,7 +61,7 @@ def _kill_when(
 def _no_orphans_left(attempt_id: str) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if not procs.find_labelled(f"speedrun/{attempt_id}/"):
+        if not procfs.find_labelled(f"speedrun/{attempt_id}/"):
             return True
         time.sleep(0.1)
     return False
