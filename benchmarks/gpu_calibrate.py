@@ -28,7 +28,7 @@ from pathlib import Path
 
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.catalog.data import TrackData, ensure_track_data
-from orchestrator.runtime.process import (
+from orchestrator.runtime.process_group import (
     OutputLine,
     ProcessLimits,
     inherited_env,

@@ -28,8 +28,8 @@ from pathlib import Path
 from orchestrator.backends import create_backend
 from orchestrator.catalog.catalog import Catalog
 from orchestrator.catalog.data import ensure_track_data
-from orchestrator.runtime import procs
-from orchestrator.runtime.process import inherited_env, label_for
+from orchestrator.runtime import procfs
+from orchestrator.runtime.process_group import inherited_env, label_for, with_python
 from orchestrator.runtime.progress import parse_progress_line
 from orchestrator.scorer.harness import fresh_home
 from orchestrator.scorer.plan import Role
@@ -50,7 +50,7 @@ def _bare(argv: list[str], files: dict[str, str], env: dict[str, str], seed: int
                 **fresh_home(tmp),
                 "NANOGPT_SEED": str(seed),
                 "PYTHONUNBUFFERED": "1",
-                procs.LABEL_ENV: label,
+                procfs.LABEL_ENV: label,
             }
         )
         start = time.monotonic()
@@ -62,8 +62,8 @@ def _bare(argv: list[str], files: dict[str, str], env: dict[str, str], seed: int
                 break
         else:
             raise RuntimeError("the bare run ended without reaching the target")
-        procs.kill_group(proc.pid)
-        procs.kill_labelled(label)
+        procfs.kill_group(proc.pid)
+        procfs.kill_labelled(label)
         proc.wait()
         return time.monotonic() - start
 
@@ -88,7 +88,7 @@ async def measure(settings: Settings, task_id: str, pairs: int, say: Callable[[s
     baseline_only = [r for r in plan.runs if r.role is Role.BASELINE]
     plan = plan.model_copy(update={"runs": baseline_only, "warmup": False})
     [run] = plan.runs
-    argv = [sys.executable if a == "{python}" else a for a in run.argv]
+    argv = with_python(run.argv, sys.executable)
     files = plan.file_sets[run.files]
 
     rows = []

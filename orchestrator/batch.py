@@ -33,13 +33,12 @@ import asyncio
 import itertools
 import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.domain import ACTIVE_STATES, Attempt, Outcome
+from orchestrator.domain import ACTIVE_STATES, Attempt, Outcome, Progress
 from orchestrator.errors import UsageError, validation_problems
 from orchestrator.lifecycle import Orchestrator
 
@@ -91,7 +90,7 @@ def cell_key(task: str, agent: int, hint: int, seed: int) -> str:
     return f"{task}/agent{agent}/hint{hint}/seed{seed}"
 
 
-async def run_batch(orch: Orchestrator, spec: BatchSpec, progress: Callable[[str], None]) -> list[str]:
+async def run_batch(orch: Orchestrator, spec: BatchSpec, progress: Progress) -> list[str]:
     """Run (or resume) every cell; returns the attempt ids of the batch's final attempts."""
     tasks = {t: orch.catalog.task(t) for t in spec.tasks}  # unknown tasks fail before anything runs
     configs = {
@@ -130,7 +129,7 @@ async def run_batch(orch: Orchestrator, spec: BatchSpec, progress: Callable[[str
     return [attempts[-1].id for _, attempts in sorted(final.items())]
 
 
-async def _take_over_orphans(orch: Orchestrator, batch: str, progress: Callable[[str], None]) -> None:
+async def _take_over_orphans(orch: Orchestrator, batch: str, progress: Progress) -> None:
     """Finish the batch's attempts another orchestrator left active, once they are orphaned.
 
     An orchestrator on this host that died is seen at once; one on another host (a pod

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+Progress = Callable[[str], None]
+"""Where one-line progress messages for the user go (the CLI prints them)."""
 
 
 class AttemptState(enum.StrEnum):

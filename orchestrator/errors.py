@@ -70,6 +70,30 @@ class BackendError(InfrastructureError):
     code = "backend"
 
 
+class ImageMissing(BackendError):
+    """An environment image is not where the backend runs things (not built, loaded or pushed)."""
+
+    code = "image_missing"
+
+
+class DaemonUnavailable(BackendError):
+    """The Docker engine cannot be reached (or its SDK is not installed)."""
+
+    code = "docker_unavailable"
+
+
+class ClusterUnavailable(BackendError):
+    """The Kubernetes API cannot be reached or configured (or its client is not installed)."""
+
+    code = "kubernetes_unavailable"
+
+
+class GpusUnavailable(BackendError):
+    """Not enough free GPUs on this host within the wait allowed."""
+
+    code = "gpus_unavailable"
+
+
 class SandboxLost(BackendError):
     """The sandbox died or became unreachable under the agent."""
 
@@ -112,6 +136,24 @@ class ScorerError(InfrastructureError):
     """The scorer harness itself failed (not the submission)."""
 
     code = "scorer"
+
+
+class ControlRunsFailed(ScorerError):
+    """Baseline or reference failed in our own harness: the platform's fault, not the agent's."""
+
+    code = "control_runs_failed"
+
+
+class JailFailed(ScorerError):
+    """A scored run's confinement could not be set up: the scorer's environment is at fault."""
+
+    code = "jail_failed"
+
+
+class FingerprintChanged(ScorerError):
+    """The hardware changed under a scoring session (a device appeared or vanished)."""
+
+    code = "fingerprint_changed"
 
 
 class ModelUnavailable(InfrastructureError):
@@ -206,6 +248,11 @@ class InvalidSubmission(SubmissionError, ValueError):
         super().__init__(message)
         self.flags = flags or ["invalid_submission"]
         """The kinds of problem (orchestrator.scorer.plan.Flag values)."""
+
+
+def one_line(message: object) -> str:
+    """``message`` (an exception, or text) on one line: reasons are stored and shown as one."""
+    return " ".join(str(message).split())
 
 
 class _HasErrors(Protocol):

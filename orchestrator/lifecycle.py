@@ -28,7 +28,7 @@ from orchestrator.backends.base import Backend, Sandbox, SandboxSpec
 from orchestrator.catalog.briefing import hint_files, knowledge_files, read_texts
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import TrackData, ensure_track_data
-from orchestrator.domain import ACTIVE_STATES, Attempt, AttemptState, ExperimentRecord, Outcome
+from orchestrator.domain import ACTIVE_STATES, Attempt, AttemptState, ExperimentRecord, Outcome, Progress
 from orchestrator.errors import (
     AgentError,
     ConfigError,
@@ -38,9 +38,11 @@ from orchestrator.errors import (
     StaleStateError,
     ToolRefused,
     UsageError,
+    one_line,
 )
 from orchestrator.log import bind_ids, get_logger
-from orchestrator.runtime import procs
+from orchestrator.runtime import procfs
+from orchestrator.runtime.process_group import PYTHON
 from orchestrator.sandbox.client import ToolClient
 from orchestrator.scorer.plan import HarnessEvent
 from orchestrator.scorer.score import rejected_submission
@@ -51,7 +53,6 @@ from orchestrator.store.base import Store
 
 log = get_logger(__name__)
 
-Progress = Callable[[str], None]
 _JOURNAL_POLL_S = 1.0
 _EARLY_STATES = frozenset({AttemptState.PENDING, AttemptState.PROVISIONING, AttemptState.ACTING})
 
@@ -59,7 +60,7 @@ _EARLY_STATES = frozenset({AttemptState.PENDING, AttemptState.PROVISIONING, Atte
 def owner_id() -> str:
     """This process, unambiguously: host, pid and the pid's start time (pids get reused)."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{procs.process_start_ticks(pid)}"
+    return f"{socket.gethostname()}:{pid}:{procfs.process_start_ticks(pid)}"
 
 
 def owner_alive(owner: str) -> bool | None:
@@ -69,7 +70,7 @@ def owner_alive(owner: str) -> bool | None:
         return None
     pid_text, _, ticks = rest.partition(":")
     pid = int(pid_text)
-    return procs.pid_alive(pid) and str(procs.process_start_ticks(pid)) == ticks
+    return procfs.pid_alive(pid) and str(procfs.process_start_ticks(pid)) == ticks
 
 
 def _goal(task: Task) -> str:
@@ -221,7 +222,7 @@ class Orchestrator:
             attempt_id=attempt.id,
             files=task.baseline.read_files(),
             editable=task.editable,
-            launch_argv=base.launch.argv("{python}"),
+            launch_argv=base.launch.argv(PYTHON),
             launch_env={**base.launch.env, **data.env(val_tokens=base.data.val_tokens, heldout=False)},
             target_val_loss=task.target_val_loss,
             limits=self.settings.sandbox,
@@ -397,8 +398,10 @@ class Orchestrator:
         except InfrastructureError as e:
             out = []
             for attempt_id in valid:
+                await self.store.set_sandbox(attempt_id, None)  # the backend removed the session's resources
                 with contextlib.suppress(StaleStateError):
-                    out.append(await self._finish(attempt_id, Outcome.INFRA_FAILED, f"scoring failed: {e}"))
+                    reason = f"scoring failed: {one_line(e)}"
+                    out.append(await self._finish(attempt_id, Outcome.INFRA_FAILED, reason))
             return out
         out = []
         for score in scores:

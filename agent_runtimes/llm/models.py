@@ -14,7 +14,7 @@ import random
 import uuid
 from typing import Any
 
-from agent_runtimes.llm.protocols import PROTOCOLS, Protocol
+from agent_runtimes.llm.protocols import PROTOCOLS, WireProtocol
 from agent_runtimes.llm.record import AgentRecord
 from agent_runtimes.llm.types import Message, Reply, ToolSpec
 from orchestrator.errors import ConfigError, ModelRequestRejected, ModelUnavailable
@@ -77,7 +77,7 @@ def _classify(error: Exception) -> tuple[bool, str, float | None]:
 
 class ChatModel:
     def __init__(
-        self, name: str, spec: ModelSpec, protocol: Protocol, llm: LlmSettings, record: AgentRecord
+        self, name: str, spec: ModelSpec, protocol: WireProtocol, llm: LlmSettings, record: AgentRecord
     ) -> None:
         self.name = name
         self.spec = spec
@@ -166,7 +166,7 @@ class ModelProvider:
         self._llm = llm
         self.record = record
         self._open: dict[str, ChatModel] = {}
-        self._protocols: list[Protocol] = []
+        self._protocols: list[WireProtocol] = []
 
     def model(self, name: str) -> ChatModel:
         """Raises: ConfigError (unknown model, missing key)."""

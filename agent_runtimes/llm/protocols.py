@@ -19,7 +19,9 @@ from agent_runtimes.llm.types import Message, Reply, ToolCallRequest, ToolSpec, 
 from orchestrator.settings import ModelSpec
 
 
-class Protocol(abc.ABC):
+class WireProtocol(abc.ABC):
+    """One provider's API (``ModelSpec.provider``), spoken through its official SDK."""
+
     def __init__(self, spec: ModelSpec, api_key: str, timeout_s: float) -> None:
         self.spec = spec
         self._client = self._make_client(api_key, timeout_s)
@@ -44,7 +46,7 @@ def _arguments(raw: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_unparsed": raw}
 
 
-class OpenAIChat(Protocol):
+class OpenAIChat(WireProtocol):
     def _make_client(self, api_key: str, timeout_s: float) -> Any:
         from openai import AsyncOpenAI
 
@@ -97,7 +99,7 @@ class OpenAIChat(Protocol):
         )
 
 
-class OpenAIResponses(Protocol):
+class OpenAIResponses(WireProtocol):
     def _make_client(self, api_key: str, timeout_s: float) -> Any:
         from openai import AsyncOpenAI
 
@@ -150,7 +152,7 @@ class OpenAIResponses(Protocol):
         )
 
 
-class AnthropicMessages(Protocol):
+class AnthropicMessages(WireProtocol):
     def _make_client(self, api_key: str, timeout_s: float) -> Any:
         from anthropic import AsyncAnthropic
 
@@ -215,7 +217,7 @@ class AnthropicMessages(Protocol):
         )
 
 
-PROTOCOLS: dict[str, type[Protocol]] = {
+PROTOCOLS: dict[str, type[WireProtocol]] = {
     "openai": OpenAIChat,
     "openai-compatible": OpenAIChat,
     "openai-responses": OpenAIResponses,

@@ -1,26 +1,30 @@
 """The one backend interface: where sandboxes and scorer jobs run.
 
-local, docker, kubernetes and slurm each implement it and pass the same
-conformance suite (tests/conformance). Lifecycle: ``start_sandbox`` ...
-``stop_sandbox(interrupted=...)``; ``run_scorer`` for each scoring session;
-``reclaim`` for what a dead orchestrator left; ``cleanup`` for anything leaked.
-Teardown is always explicit: nothing relies on ``__del__``.
+local, docker and kubernetes implement it and pass the same conformance suite
+(tests/conformance); others can register through the ``speedrun.backends`` entry
+points. Lifecycle: ``start_sandbox`` ... ``stop_sandbox(interrupted=...)``;
+``run_scorer`` for each scoring session; ``reclaim`` for what a dead orchestrator
+left; ``cleanup`` for anything leaked. Teardown is always explicit: nothing relies
+on ``__del__``.
 """
 
 from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Collection, Mapping
+import secrets
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
 from orchestrator.errors import SandboxLost
-from orchestrator.sandbox.api import JournalPage
+from orchestrator.runtime.process_group import with_python
+from orchestrator.sandbox.api import JournalPage, SandboxConfig
 from orchestrator.sandbox.transport import async_client
-from orchestrator.scorer.plan import HarnessEvent, HarnessResult, ScoringPlan
+from orchestrator.scorer.plan import EventSink, HarnessResult, PlanRunner, ScoringPlan
 from orchestrator.settings import SandboxLimits
 
 
@@ -31,7 +35,7 @@ class SandboxSpec:
     """Record N's files only: no history, no later records."""
     editable: list[str]
     launch_argv: list[str]
-    """``{python}`` stands for the sandbox's interpreter."""
+    """``runtime.process_group.PYTHON`` stands for the sandbox's interpreter."""
     launch_env: Mapping[str, str]
     """Record launch env plus the agent-visible data paths."""
     target_val_loss: float
@@ -42,21 +46,50 @@ class SandboxSpec:
     """GPUs the sandbox's experiments need (one per rank); the backend pins them."""
 
 
+def sandbox_config(
+    spec: SandboxSpec,
+    *,
+    python: str,
+    workspace: Path,
+    state_dir: Path,
+    env: Mapping[str, str],
+    **listen: Any,
+) -> SandboxConfig:
+    """The tool API server's configuration for ``spec`` on a backend: the interpreter and
+    folders there, the experiments' environment (the record's, unbuffered, then ``env``),
+    where it listens (``listen``: host and port, or a Unix socket) and fresh tokens."""
+    return SandboxConfig(
+        attempt_id=spec.attempt_id,
+        workspace=workspace,
+        state_dir=state_dir,
+        editable=spec.editable,
+        launch_argv=with_python(spec.launch_argv, python),
+        launch_env={**spec.launch_env, "PYTHONUNBUFFERED": "1", **env},
+        target_val_loss=spec.target_val_loss,
+        limits=spec.limits,
+        agent_token=secrets.token_urlsafe(32),
+        admin_token=secrets.token_urlsafe(32),
+        **listen,
+    )
+
+
 class Sandbox(abc.ABC):
     """A running sandbox: a tool API endpoint for the agent, an admin view for us."""
 
-    attempt_id: str
-    tool_url: str
-    agent_token: str
+    def __init__(self, config: SandboxConfig, tool_url: str) -> None:
+        self.attempt_id = config.attempt_id
+        self.tool_url = tool_url
+        self.agent_token = config.agent_token
+        self._admin_token = config.admin_token
 
     @property
     @abc.abstractmethod
     def handle(self) -> dict[str, Any]:
         """JSON-able facts another orchestrator needs to reclaim this sandbox."""
 
-    @abc.abstractmethod
     def _admin(self) -> tuple[str, str]:
         """(base URL, admin token) of the tool API's admin side."""
+        return self.tool_url, self._admin_token
 
     async def _admin_get(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
         base, token = self._admin()
@@ -82,10 +115,9 @@ class Sandbox(abc.ABC):
         return {path: text.encode("utf-8") for path, text in files.items()}
 
 
-EventSink = Callable[[HarnessEvent], None]
+class Backend(PlanRunner, abc.ABC):
+    """Sandboxes for the agents, and (as the scorer's PlanRunner) fresh scorer environments."""
 
-
-class Backend(abc.ABC):
     name: ClassVar[str]
 
     async def __aenter__(self) -> Backend:
@@ -137,8 +169,48 @@ class Backend(abc.ABC):
         Returns a description of each resource removed.
         """
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+    async def aclose(self) -> None:  # optional hook: most backends hold nothing
         """Release clients and connections (not sandboxes: those are stopped explicitly)."""
+
+
+@dataclass(frozen=True)
+class ResourceLabels:
+    """The labels on every resource a container backend creates, under its own key prefix,
+    so that ``reclaim`` and ``cleanup`` find whatever a crash left."""
+
+    prefix: str
+    project_name: ClassVar[str] = "speedrun-orchestrator"
+
+    @property
+    def project(self) -> str:
+        return f"{self.prefix}project"
+
+    @property
+    def owner(self) -> str:
+        """The attempt (sandbox) or scoring session (scorer) a resource belongs to."""
+        return f"{self.prefix}owner"
+
+    @property
+    def role(self) -> str:
+        return f"{self.prefix}role"
+
+    @property
+    def instance(self) -> str:
+        """The orchestrator home: one home's cleanup spares another's."""
+        return f"{self.prefix}instance"
+
+    @property
+    def run(self) -> str:
+        """A scored run's label (its process label's last part)."""
+        return f"{self.prefix}run"
+
+    def ours(self, instance: str) -> dict[str, str]:
+        """What every resource of this orchestrator instance carries."""
+        return {self.project: self.project_name, self.instance: instance}
+
+    def of(self, owner: str, role: str, instance: str, **extra: str) -> dict[str, str]:
+        """The labels of a new resource: ``extra`` maps label keys (e.g. ``run``) to values."""
+        return {**self.ours(instance), self.owner: owner, self.role: role, **extra}
 
 
 def owner_of(label: str) -> str | None:

@@ -19,19 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import BackendError
+from orchestrator.errors import GpusUnavailable
 from orchestrator.log import get_logger
 from orchestrator.runtime.gpu_env import MULTICAST_OFF_ENV
 
 log = get_logger(__name__)
 
 _POLL_S = 0.2
-
-
-class GpusUnavailable(BackendError):
-    """Not enough free GPUs on this host within the wait allowed (infrastructure)."""
-
-    code = "gpus_unavailable"
 
 
 def detect_gpus() -> list[int]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -29,21 +28,23 @@ from typing import Any, ClassVar
 
 import httpx
 
-from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec, owner_of
+from orchestrator.backends.base import Backend, Sandbox, SandboxSpec, owner_of, sandbox_config
 from orchestrator.backends.gpus import GpuLease, GpuPool, detect_gpus
 from orchestrator.errors import BackendError, ScorerError
 from orchestrator.log import get_logger
-from orchestrator.runtime import procs
-from orchestrator.runtime.process import (
+from orchestrator.runtime import procfs
+from orchestrator.runtime.process_group import (
+    ExitReason,
     OutputLine,
     ProcessLimits,
+    ProcessResult,
     inherited_env,
     label_for,
     run_process_group,
 )
 from orchestrator.sandbox.api import SandboxConfig
 from orchestrator.scorer.jail import unshare_works
-from orchestrator.scorer.plan import HarnessEvent, HarnessResult, JailSpec, ScoringPlan
+from orchestrator.scorer.plan import EventSink, HarnessEvent, HarnessResult, JailSpec, ScoringPlan
 from orchestrator.settings import Settings
 
 log = get_logger(__name__)
@@ -53,33 +54,15 @@ _STOP_GRACE_S = 5.0
 _HARNESS_SLACK_S = 120.0
 
 
-def _python_argv(argv: list[str]) -> list[str]:
-    return [sys.executable if a == "{python}" else a for a in argv]
-
-
 class LocalSandbox(Sandbox):
-    def __init__(
-        self,
-        attempt_id: str,
-        root: Path,
-        proc: subprocess.Popen[bytes],
-        port: int,
-        admin_token: str,
-        agent_token: str,
-    ) -> None:
-        self.attempt_id = attempt_id
+    def __init__(self, config: SandboxConfig, root: Path, proc: subprocess.Popen[bytes], port: int) -> None:
+        super().__init__(config, f"http://127.0.0.1:{port}")
         self.root = root
         self.proc = proc
-        self.tool_url = f"http://127.0.0.1:{port}"
-        self.agent_token = agent_token
-        self._admin_token = admin_token
 
     @property
     def handle(self) -> dict[str, Any]:
         return {"root": str(self.root), "pid": self.proc.pid, "url": self.tool_url}
-
-    def _admin(self) -> tuple[str, str]:
-        return self.tool_url, self._admin_token
 
 
 class LocalBackend(Backend):
@@ -129,20 +112,12 @@ class LocalBackend(Backend):
                 target = workspace / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-            agent_token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-            config = SandboxConfig(
-                attempt_id=spec.attempt_id,
+            config = sandbox_config(
+                spec,
+                python=sys.executable,
                 workspace=workspace,
                 state_dir=state,
-                editable=spec.editable,
-                launch_argv=_python_argv(spec.launch_argv),
-                launch_env=inherited_env(
-                    {**spec.launch_env, "PYTHONUNBUFFERED": "1", **self._compute_env(lease, root / "cache")}
-                ),
-                target_val_loss=spec.target_val_loss,
-                limits=spec.limits,
-                agent_token=agent_token,
-                admin_token=admin_token,
+                env=inherited_env(self._compute_env(lease, root / "cache")),
             )
             config_path = state / "config.json"
             fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -152,7 +127,7 @@ class LocalBackend(Backend):
         except OSError as e:
             raise BackendError(f"cannot prepare sandbox folder {root}: {e}") from e
         env = inherited_env(
-            {procs.LABEL_ENV: label_for(spec.attempt_id, "sandbox"), procs.INSTANCE_ENV: self._instance}
+            {procfs.LABEL_ENV: label_for(spec.attempt_id, "sandbox"), procfs.INSTANCE_ENV: self._instance}
         )
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         with log:
@@ -166,7 +141,7 @@ class LocalBackend(Backend):
                 start_new_session=True,
             )
         port = await self._wait_for_port(proc, state)
-        sandbox = LocalSandbox(spec.attempt_id, root, proc, port, admin_token, agent_token)
+        sandbox = LocalSandbox(config, root, proc, port)
         self._leases[spec.attempt_id] = lease
         await self._wait_healthy(sandbox)
         return sandbox
@@ -181,7 +156,7 @@ class LocalBackend(Backend):
                 tail = (state / "server.log").read_text(errors="replace")[-2000:]
                 raise BackendError(f"tool API server exited with {proc.returncode}: {tail}")
             await asyncio.sleep(0.05)
-        procs.kill_group(proc.pid)
+        procfs.kill_group(proc.pid)
         raise BackendError(f"tool API server did not start within {_START_TIMEOUT_S:.0f}s")
 
     async def _wait_healthy(self, sandbox: LocalSandbox) -> None:
@@ -205,9 +180,9 @@ class LocalBackend(Backend):
         proc.poll()
 
     async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
-        procs.kill_labelled(label_for(attempt_id) + "/")
+        procfs.kill_labelled(label_for(attempt_id) + "/")
         if "scoring_session" in handle:
-            procs.kill_labelled(label_for(handle["scoring_session"]) + "/")
+            procfs.kill_labelled(label_for(handle["scoring_session"]) + "/")
         lease = self._leases.pop(attempt_id, None)
         if lease is not None:  # only once nothing of the sandbox runs on its GPUs any more
             lease.release()
@@ -284,7 +259,7 @@ class LocalBackend(Backend):
         env = inherited_env(
             {
                 "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-                procs.INSTANCE_ENV: self._instance,
+                procfs.INSTANCE_ENV: self._instance,
                 **self._compute_env(lease, None),
             }
         )
@@ -299,9 +274,8 @@ class LocalBackend(Backend):
             )
             results = out_dir / "results.json"
             if not result.succeeded or not results.exists():
-                raise ScorerError(
-                    f"scorer harness ended {result.reason} (code {result.returncode}): {result.tail[-2000:]}"
-                )
+                log.warning("scorer harness failed", reason=result.reason.value, output=result.tail[-4000:])
+                raise ScorerError(_harness_failure(result))
             try:
                 return HarnessResult.model_validate_json(results.read_text())
             except ValueError as e:  # a harness of another version, or a truncated file
@@ -312,10 +286,10 @@ class LocalBackend(Backend):
 
     async def cleanup(self, keep: Collection[str]) -> list[str]:
         removed: list[str] = []
-        for pid, label in procs.find_labelled("speedrun/", instance=self._instance).items():
+        for pid, label in procfs.find_labelled("speedrun/", instance=self._instance).items():
             owner = owner_of(label)
             if owner is not None and owner not in keep:
-                procs.kill_labelled(label)
+                procfs.kill_labelled(label)
                 removed.append(f"process {pid} ({label})")
         for base in (self._workspaces, self._scoring):
             if not base.is_dir():
@@ -326,3 +300,13 @@ class LocalBackend(Backend):
                     await asyncio.to_thread(shutil.rmtree, entry, True)
                     removed.append(f"folder {entry}")
         return removed
+
+
+def _harness_failure(result: ProcessResult) -> str:
+    """Why the harness failed, in one line: how it ended and, when it exited on an error,
+    its last line (the harness's own one-line reason, or a traceback's last line)."""
+    how = f"scorer harness ended {result.reason.value} (code {result.returncode})"
+    lines = [line for line in result.tail.splitlines() if line.strip()]
+    if result.reason is not ExitReason.EXITED or not lines:
+        return how
+    return f"{how}: {lines[-1].strip()[:1000]}"

@@ -7,7 +7,7 @@ and a held-out one only the scorer mounts (docs/threats.md, 'Reading held-out da
 from __future__ import annotations
 
 import glob
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from orchestrator.catalog.catalog import Track
 from orchestrator.catalog.manifest import FinewebData, SyntheticData
 from orchestrator.catalog.shards import read_shard_header
 from orchestrator.catalog.synth import SynthSpec
+from orchestrator.domain import Progress
 from orchestrator.errors import DataFormatError, NotFound
 
 _DONE = "COMPLETE"
@@ -36,9 +37,7 @@ class TrackData:
         }
 
 
-def ensure_track_data(
-    track: Track, data_dir: Path, progress: Callable[[str], None] | None = None
-) -> TrackData:
+def ensure_track_data(track: Track, data_dir: Path, progress: Progress | None = None) -> TrackData:
     """Raises: NotFound when the track's data cannot be produced here."""
     spec = track.manifest.data
     if isinstance(spec, SyntheticData):
@@ -65,7 +64,7 @@ def _layout(root: Path) -> TrackData:
     )
 
 
-def _synthetic(root: Path, spec: SynthSpec, progress: Callable[[str], None] | None) -> TrackData:
+def _synthetic(root: Path, spec: SynthSpec, progress: Progress | None) -> TrackData:
     from orchestrator.catalog.synth import generate_corpus
 
     marker = root / _DONE

@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,6 +21,7 @@ import httpx
 
 from orchestrator.catalog.catalog import Record, load_record
 from orchestrator.catalog.manifest import GitSource
+from orchestrator.domain import Progress
 from orchestrator.errors import ChecksumMismatch, FetchError, ManifestError, SourceUnreachable, UsageError
 
 PINNED_COPY = ".source"
@@ -148,7 +148,7 @@ def fetch_record(
     *,
     base_url: str,
     lock: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> FetchResult:
     """Make the record's pinned script available in the fetch cache.
 

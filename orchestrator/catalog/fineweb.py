@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.catalog.manifest import FinewebData
 from orchestrator.catalog.shards import ShardHeader, read_shard, read_shard_header, write_shard
+from orchestrator.domain import Progress
 from orchestrator.errors import DataFormatError, FetchError, NotFound, SourceUnreachable, UsageError
 
 FETCHED = "fetched.json"
@@ -76,9 +76,7 @@ def _is_network_error(e: BaseException) -> bool:
     return isinstance(e, OSError) or bool(names & {"TransportError", "ConnectionError", "Timeout"})
 
 
-def _download(
-    spec: FinewebData, name: str, root: Path, endpoint: str | None, report: Callable[[str], None]
-) -> Path:
+def _download(spec: FinewebData, name: str, root: Path, endpoint: str | None, report: Progress) -> Path:
     """One file through huggingface_hub's metadata and transfer code, into ``.partial/``.
 
     The partial file is named by the file and its ETag, so a rerun resumes it with a Range
@@ -148,7 +146,7 @@ def fetch_shards(
     train_shards: int,
     *,
     endpoint: str | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[ShardCheck]:
     """Download the val shard and train shards 1..N into ``root``, verifying each one.
 

@@ -18,7 +18,6 @@ the same distribution but hold different text.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.catalog.shards import write_shard
+from orchestrator.domain import Progress
 
 EOT = 0
 
@@ -171,7 +171,7 @@ def _stream(spec: SynthSpec, world: _World, key: tuple[int, ...], num_tokens: in
 def generate_corpus(
     out_dir: Path,
     spec: SynthSpec,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> CorpusFiles:
     """Write the train shards, the agents' val shard and the scorer's held-out val shard."""
     out_dir = Path(out_dir)

@@ -15,14 +15,12 @@ import os
 import shutil
 import subprocess
 import sysconfig
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from orchestrator.domain import Progress
 from orchestrator.errors import BackendError, UsageError
 from orchestrator.images.catalog import ImageTarget
-
-Progress = Callable[[str], None]
 
 # Nothing a CPU run of the tiny track loads: triton (GPU kernels), CUDA libraries torch
 # opens lazily with dlopen (not in any DT_NEEDED), headers, and tools of this checkout.

@@ -6,7 +6,7 @@ busy, idle and stolen time; subtracting what the run and the watching process us
 leaves what went to others. Only the CPUs this process may run on are counted: the
 run inherits that affinity, so work on other CPUs did not compete with it. Others
 being busy slows the run only if it waited for a CPU meanwhile: the run-queue delay
-of its threads (procs.tree_cpu) tells.
+of its threads (procfs.tree_cpu) tells.
 """
 
 from __future__ import annotations

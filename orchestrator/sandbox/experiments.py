@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import ToolBudgetExceeded, ToolRefused
-from orchestrator.runtime.process import (
+from orchestrator.runtime.process_group import (
     ExitReason,
     OutputLine,
     ProcessLimits,

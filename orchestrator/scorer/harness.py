@@ -14,30 +14,36 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.runtime import cpu_share
-from orchestrator.runtime.process import (
-    ExitReason,
+from orchestrator.errors import (
+    FingerprintChanged,
+    InfrastructureError,
+    OrchestratorError,
+    ScorerError,
+    one_line,
+)
+from orchestrator.runtime.process_group import (
     LineWatcher,
-    OutputLine,
     ProcessLimits,
     ProcessResult,
     inherited_env,
     label_for,
     run_process_group,
+    with_python,
 )
-from orchestrator.runtime.progress import ProgressLine, parse_progress_line
+from orchestrator.runtime.progress import parse_progress_line
 from orchestrator.scorer import fingerprint
 from orchestrator.scorer import jail as jail_module
 from orchestrator.scorer.plan import (
+    EventSink,
     Flag,
     HarnessEvent,
     HarnessResult,
@@ -47,23 +53,9 @@ from orchestrator.scorer.plan import (
     RunMeasurement,
     ScoringPlan,
 )
+from orchestrator.scorer.watcher import RunWatcher
 
-# A reported train_time may lead the scorer's clock by this much (line buffering, clock
-# granularity) before it counts as claiming more time than passed.
-_CLOCK_SLACK_S = 0.5
-_PROGRESS_EVERY_S = 5.0
 _LOG_TAIL_BYTES = 8 * 1024
-_JAIL_FAILED = "speedrun-jail-failed:"
-
-
-class JailFailed(RuntimeError):
-    """The confinement could not be set up: the scorer's environment is at fault, not the run."""
-
-
-_CURVE_POINTS = 256  # loss-curve points kept per run (halved whenever exceeded)
-
-
-Emit = Callable[[HarnessEvent], None]
 
 
 def _emit(event: HarnessEvent) -> None:
@@ -109,18 +101,24 @@ def _data_dirs(env: dict[str, str]) -> list[str]:
     )
 
 
-class Launcher(Protocol):
-    """Runs one planned run from ``work/code`` and watches its output lines as they arrive."""
+@dataclass(frozen=True)
+class Launch:
+    """One planned run to start from ``work/code``, its output lines shown to ``on_line``."""
 
-    async def __call__(
-        self,
-        run: PlannedRun,
-        work: Path,
-        env: dict[str, str],
-        limits: ProcessLimits,
-        label: str,
-        on_line: LineWatcher,
-    ) -> ProcessResult: ...
+    run: PlannedRun
+    work: Path
+    env: dict[str, str]
+    """The run's environment, less HOME and caches (the launcher's: see fresh_home)."""
+    limits: ProcessLimits
+    label: str
+    """The process label (runtime/process_group.py label_for); the run's own label is its last part."""
+    on_line: LineWatcher
+
+
+class Launcher(Protocol):
+    """Starts a run where the backend runs them, and watches its output lines as they arrive."""
+
+    async def __call__(self, launch: Launch) -> ProcessResult: ...
 
 
 def _run_env(run: PlannedRun) -> dict[str, str]:
@@ -141,58 +139,23 @@ def fresh_home(home: str) -> dict[str, str]:
 def local_launcher(jail: JailSpec | None) -> Launcher:
     """The local way: a process group on this host, labelled for sweeping, jailed when asked."""
 
-    async def launch(
-        run: PlannedRun,
-        work: Path,
-        env: dict[str, str],
-        limits: ProcessLimits,
-        label: str,
-        on_line: LineWatcher,
-    ) -> ProcessResult:
-        argv = [sys.executable if a == "{python}" else a for a in run.argv]
-        full_env = inherited_env({**env, **fresh_home(str(work / "home"))})
+    async def start(launch: Launch) -> ProcessResult:
+        work = launch.work
+        argv = with_python(launch.run.argv, sys.executable)
+        env = inherited_env({**launch.env, **fresh_home(str(work / "home"))})
         if jail is not None:
-            argv = _jailed(argv, jail, work, full_env)
+            argv = _jailed(argv, jail, work, env)
         return await run_process_group(
             argv,
             cwd=work / "code",
-            env=full_env,
-            limits=limits,
-            label=label,
+            env=env,
+            limits=launch.limits,
+            label=launch.label,
             log_path=work / "output.log",
-            on_line=on_line,
+            on_line=launch.on_line,
         )
 
-    return launch
-
-
-class _Trajectory:
-    """Progress lines as the scorer saw them, checked for the shape of real training."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[float, ProgressLine]] = []
-        self.inconsistent: str | None = None
-
-    def add(self, t: float, p: ProgressLine) -> None:
-        if not self.lines:
-            if p.step != 0:
-                self.inconsistent = f"first progress line is step {p.step}, not step 0"
-        else:
-            prev = self.lines[-1][1]
-            if (
-                p.step <= prev.step
-                or p.train_time_ms < prev.train_time_ms
-                or p.total_steps != prev.total_steps
-            ):
-                self.inconsistent = self.inconsistent or (
-                    f"step {prev.step} ({prev.train_time_ms:.0f}ms) followed by step {p.step} "
-                    f"({p.train_time_ms:.0f}ms)"
-                )
-        self.lines.append((t, p))
-
-    @property
-    def step0_loss(self) -> float | None:
-        return self.lines[0][1].val_loss if self.lines and self.lines[0][1].step == 0 else None
+    return start
 
 
 async def measure(
@@ -202,145 +165,32 @@ async def measure(
     root: Path,
     untrained: float | None = None,
     launch: Launcher | None = None,
-    emit: Emit = _emit,
+    emit: EventSink = _emit,
     isolation: str = "none",
 ) -> RunMeasurement:
-    """One run, timed on this process's clock.
+    """One run, timed on this process's clock, watched by a RunWatcher (watcher.py).
 
     ``untrained``: the step-0 loss of this session's first baseline run. A run that
     breaks a plausibility rule is stopped at once: it is disqualified anyway.
     ``isolation``: what confined the run, recorded with it.
+
+    Raises:
+        JailFailed: the run's confinement could not be set up.
     """
     work = _materialise(plan, run, root)
     launch = launch or local_launcher(plan.jail)
     env = _run_env(run)
-    target_line: list[tuple[OutputLine, ProgressLine]] = []
-    first_at: list[float] = []
-    last: list[ProgressLine] = []
-    last_emit = [0.0]
-    trajectory = _Trajectory()
-    jail_error: list[str] = []
-    overclaimed: list[ProgressLine] = []
-    trained_early: list[ProgressLine] = []
-    curve: list[tuple[float, float]] = []
-    at_target: list[cpu_share.CpuSample | None] = []
-
-    def on_line(line: OutputLine) -> bool:
-        if (
-            plan.jail is not None
-            and not trajectory.lines
-            and line.text.startswith((_JAIL_FAILED, jail_module.UNSHARE_FAILED))
-        ):
-            jail_error.append(line.text)
-            return True
-        progress = parse_progress_line(line.text)
-        if progress is None:
-            return False
-        last[:] = [progress]
-        if not first_at:
-            first_at.append(round(line.t, 4))
-        trajectory.add(line.t, progress)
-        if trajectory.inconsistent is not None:
-            return True
-        if progress.train_time_ms / 1000 > line.t + _CLOCK_SLACK_S:
-            overclaimed.append(progress)
-            return True
-        if (
-            progress.step == 0
-            and untrained is not None
-            and progress.val_loss < untrained - plan.step0_tolerance
-        ):
-            trained_early.append(progress)
-            return True
-        if math.isfinite(progress.val_loss):
-            curve.append((round(line.t, 3), progress.val_loss))
-        if len(curve) > _CURVE_POINTS:
-            del curve[1:-1:2]
-        if line.t - last_emit[0] >= _PROGRESS_EVERY_S:
-            last_emit[0] = line.t
-            emit(
-                HarnessEvent(
-                    event="progress",
-                    label=run.label,
-                    index=index,
-                    total=len(plan.runs),
-                    step=progress.step,
-                    total_steps=progress.total_steps,
-                    val_loss=progress.val_loss,
-                    t=round(line.t, 3),
-                )
-            )
-        if progress.val_loss <= plan.target_val_loss:
-            at_target.append(cpu_share.sample())
-            target_line.append((line, progress))
-            return True
-        return False
-
+    watcher = RunWatcher(plan, run, index, untrained=untrained, emit=emit)
     limits = ProcessLimits(
         timeout_s=run.timeout_s,
         max_output_bytes=plan.max_output_bytes,
         memory_bytes=plan.memory_bytes,
         tail_bytes=_LOG_TAIL_BYTES,
     )
-    at_launch = cpu_share.sample()
-    result = await launch(run, work, env, limits, label_for(plan.session_id, "score", run.label), on_line)
-    if jail_error:
-        raise JailFailed(f"{run.label}: {jail_error[0]}")
-    flags: list[Flag] = []
-    reached = bool(target_line)
-    if not reached:
-        flags.append(Flag.DID_NOT_REACH_TARGET)
-    if not last:
-        flags.append(Flag.NO_PROGRESS)
-    by_reason = {
-        ExitReason.TIMED_OUT: Flag.TIMED_OUT,
-        ExitReason.OUTPUT_LIMIT: Flag.OUTPUT_LIMIT,
-        ExitReason.MEMORY_LIMIT: Flag.MEMORY_LIMIT,
-    }
-    if result.reason in by_reason:
-        flags.append(by_reason[result.reason])
-    elif result.reason is ExitReason.EXITED and result.returncode != 0 and not reached:
-        flags.append(Flag.CRASHED)
-    seen = target_line[0][1] if reached else (last[0] if last else None)
-    seconds = launched = None
-    if reached:
-        launched = round(target_line[0][0].t, 4)
-        seconds = round(target_line[0][0].t - first_at[0], 4)
-    if overclaimed:
-        flags.append(Flag.REPORTED_TIME_EXCEEDS_WALL)
-    if trained_early:
-        flags.append(Flag.TRAINED_BEFORE_CLOCK)
-    if trajectory.inconsistent is not None:
-        flags.append(Flag.INCONSISTENT_TRAJECTORY)
-    share = None
-    if reached and at_launch is not None and at_target[0] is not None and result.cpu is not None:
-        share = cpu_share.share(at_launch, at_target[0], result.cpu.cpu_s, result.cpu.waited_s)
-    return RunMeasurement(
-        label=run.label,
-        role=run.role,
-        attempt_id=run.attempt_id,
-        repeat=run.repeat,
-        seed=run.seed,
-        reason=result.reason.value,
-        returncode=result.returncode,
-        reached_target=reached,
-        seconds_to_target=seconds,
-        launch_to_target_s=launched,
-        reported_train_ms=seen.train_time_ms if seen else None,
-        val_loss=seen.val_loss if seen else None,
-        step=seen.step if seen else None,
-        step0_val_loss=trajectory.step0_loss,
-        cpu_s=None if result.cpu is None or not reached else round(result.cpu.cpu_s, 3),
-        cpu_share=share,
-        progress_lines=len(trajectory.lines),
-        first_progress_s=first_at[0] if first_at else None,
-        wall_s=round(result.wall_s, 4),
-        output_bytes=result.output_bytes,
-        isolation=isolation,
-        flags=flags,
-        log_tail=result.tail + (f"\n[scorer] {trajectory.inconsistent}" if trajectory.inconsistent else ""),
-        curve=curve,
-    )
+    watcher.launching()
+    label = label_for(plan.session_id, "score", run.label)
+    result = await launch(Launch(run, work, env, limits, label, watcher))
+    return watcher.measurement(result, isolation)
 
 
 async def _timed(
@@ -350,7 +200,7 @@ async def _timed(
     root: Path,
     untrained: float | None,
     launch: Launcher,
-    emit: Emit,
+    emit: EventSink,
     isolation: str,
 ) -> RunMeasurement:
     """Measure a run; time it again, from scratch, while others took the CPUs it needed.
@@ -399,7 +249,9 @@ async def _warm_up(plan: ScoringPlan, run: PlannedRun, root: Path, launch: Launc
         timeout_s=run.timeout_s, max_output_bytes=plan.max_output_bytes, memory_bytes=plan.memory_bytes
     )
     label = label_for(plan.session_id, "score", "warmup")
-    await launch(run, work, env, limits, label, lambda line: parse_progress_line(line.text) is not None)
+    await launch(
+        Launch(run, work, env, limits, label, lambda line: parse_progress_line(line.text) is not None)
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -408,7 +260,7 @@ async def run_plan(
     out_dir: Path,
     *,
     launch: Launcher | None = None,
-    emit: Emit = _emit,
+    emit: EventSink = _emit,
     environment: dict[str, Any] | None = None,
     isolation: str | None = None,
 ) -> HarnessResult:
@@ -457,11 +309,40 @@ async def run_plan(
         measurements += done
     now = {**fingerprint.collect(), **(environment or {})}
     if fingerprint.fingerprint_hash(now) != fingerprint.fingerprint_hash(hardware):
-        # the hardware changed under the session (a device appeared or vanished): its times don't compare
-        raise RuntimeError("hardware fingerprint changed during the scoring session")
+        # a device appeared or vanished under the session: its times don't compare
+        raise FingerprintChanged("hardware fingerprint changed during the scoring session")
     result = HarnessResult(fingerprint=hardware, measurements=measurements)
     (out_dir / "results.json").write_text(result.model_dump_json(indent=1))
     return result
+
+
+async def run_plan_in_process(
+    plan: ScoringPlan,
+    out_dir: Path,
+    launch: Launcher,
+    emit: EventSink,
+    *,
+    backend: str,
+    images: Mapping[str | None, str],
+    isolation: str,
+) -> HarnessResult:
+    """``run_plan`` for a backend that runs the harness in its own process and each run
+    elsewhere (a container, a pod): any failure is the scorer's, as when the harness runs
+    as a process of its own, and a ScorerError says it in one line.
+
+    Raises:
+        ScorerError: the harness failed.
+        BackendError: the launcher could not start or follow a run.
+    """
+    environment = {"backend": backend, "images": {str(k): v for k, v in images.items()}}
+    try:
+        return await run_plan(
+            plan, out_dir, launch=launch, emit=emit, environment=environment, isolation=isolation
+        )
+    except InfrastructureError:
+        raise
+    except Exception as e:  # the harness's own failure, never the submission's
+        raise ScorerError(f"scorer harness failed: {type(e).__name__}: {one_line(e)}") from e
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -469,7 +350,12 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 2:
         sys.exit("usage: python -m orchestrator.scorer.harness PLAN_JSON OUT_DIR")
     plan = ScoringPlan.model_validate_json(Path(args[0]).read_text())
-    asyncio.run(run_plan(plan, Path(args[1])))
+    try:
+        asyncio.run(run_plan(plan, Path(args[1])))
+    except OrchestratorError as e:
+        # a failure foreseen (the jail, the fingerprint): its one line is the reason the
+        # backend reports, the last line of the harness's output (a traceback says no more)
+        sys.exit(f"{type(e).__name__}: {one_line(e)}")
 
 
 if __name__ == "__main__":

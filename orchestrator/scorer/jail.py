@@ -61,6 +61,8 @@ UNSHARE = (
     "private",
 )
 """The namespaces every confined run gets (the harness prefixes the run's command with it)."""
+FAILED = "speedrun-jail-failed:"
+"""How this module starts the line it prints when it cannot confine the run."""
 UNSHARE_FAILED = "unshare: "
 """How util-linux unshare starts its message when it cannot create the namespaces."""
 
@@ -149,7 +151,7 @@ def main(argv: list[str]) -> None:
         confine(spec)
     except OSError as e:
         # the harness reads this line: the run never started, the scorer's environment is at fault
-        sys.stdout.write(f"speedrun-jail-failed: {e}\n")
+        sys.stdout.write(f"{FAILED} {e}\n")
         sys.stdout.flush()
         os._exit(97)
     os.execvp(argv[2], argv[2:])

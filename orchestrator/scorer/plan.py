@@ -1,14 +1,15 @@
 """What the scorer harness is asked to run, and what it measures.
 
-The orchestrator builds a ScoringPlan; a backend ships it with the files into a
-fresh scorer environment and runs the harness there; the harness answers with one
-RunMeasurement per run.
+The orchestrator builds a ScoringPlan; a backend (a PlanRunner) ships it with the
+files into a fresh scorer environment and runs the harness there; the harness answers
+with one RunMeasurement per run, and live HarnessEvents to an EventSink meanwhile.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,7 +36,7 @@ class PlannedRun(_Model):
     files: str
     """Key into ``ScoringPlan.file_sets``."""
     argv: list[str]
-    """Relative to the run folder; ``{python}`` is replaced by the harness's interpreter."""
+    """Relative to the run folder; ``runtime.process_group.PYTHON`` stands for the interpreter."""
     env: dict[str, str]
     """Launch env of the record plus the scorer's data paths (held-out validation)."""
     timeout_s: float
@@ -198,3 +199,20 @@ class HarnessEvent(_Model):
     """run_contended: seconds until the run is timed again; None: it will not be."""
     seed: int | None = None
     """seed_redrawn: the repeat's new seed (``measurement`` is the control that missed)."""
+
+
+EventSink = Callable[[HarnessEvent], None]
+"""Where live harness events go: the orchestrator's progress, or the harness's stdout."""
+
+
+class PlanRunner(Protocol):
+    """What the scorer needs from a backend: a fresh scorer environment that runs a plan."""
+
+    async def run_scorer(self, plan: ScoringPlan, on_event: EventSink) -> HarnessResult:
+        """Run the scorer harness on ``plan`` in a fresh scorer environment.
+
+        Raises:
+            ScorerError: the harness failed or produced no results (infrastructure).
+            BackendError: the scorer environment could not be started.
+        """
+        ...

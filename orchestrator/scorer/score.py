@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.domain import Outcome
-from orchestrator.errors import ScorerError
+from orchestrator.errors import ControlRunsFailed
 from orchestrator.scorer import stats
 from orchestrator.scorer.plan import Flag, Role, RunMeasurement
 from orchestrator.settings import ScorerSettings
@@ -73,12 +73,6 @@ class Score(BaseModel):
     runs: list[RunMeasurement]
     fingerprint: dict[str, Any]
     fingerprint_hash: str
-
-
-class ControlRunsFailed(ScorerError):
-    """Baseline or reference failed in our own harness: the platform's fault, not the agent's."""
-
-    code = "control_runs_failed"
 
 
 def _mean(values: list[float]) -> float | None:
@@ -149,7 +143,7 @@ def _plausibility(
     baseline: RoleSummary,
     reference_cpu_s: float | None,
     control_startup_s: float | None,
-    rules: ScorerSettings,
+    settings: ScorerSettings,
 ) -> list[Flag]:
     """Flags from comparing one submission run with the controls measured in the same session."""
     flags: list[Flag] = []
@@ -157,12 +151,12 @@ def _plausibility(
     if (
         startup is not None
         and control_startup_s is not None
-        and startup > control_startup_s * rules.max_startup_factor + rules.max_startup_slack_s
+        and startup > control_startup_s * settings.max_startup_factor + settings.max_startup_slack_s
     ):
         flags.append(Flag.STARTUP_TOO_LONG)
     base0 = baseline.mean_step0_val_loss
     step0 = run.step0_val_loss
-    early = base0 is not None and step0 is not None and step0 < base0 - rules.step0_loss_tolerance
+    early = base0 is not None and step0 is not None and step0 < base0 - settings.step0_loss_tolerance
     if early and Flag.TRAINED_BEFORE_CLOCK not in run.flags:
         flags.append(Flag.TRAINED_BEFORE_CLOCK)
     if (
@@ -170,7 +164,7 @@ def _plausibility(
         and reference_cpu_s is not None
         and reference_cpu_s >= _MIN_REFERENCE_CPU_S
         and run.cpu_s is not None
-        and run.cpu_s < rules.min_cpu_fraction * reference_cpu_s
+        and run.cpu_s < settings.min_cpu_fraction * reference_cpu_s
     ):
         flags.append(Flag.IMPLAUSIBLE_COMPUTE)
     return flags
@@ -200,7 +194,7 @@ def score_submission(
     fingerprint: dict[str, Any],
     fingerprint_hash: str,
     target_val_loss: float,
-    rules: ScorerSettings,
+    settings: ScorerSettings,
 ) -> Score:
     controls = [m for m in measurements if m.role is not Role.SUBMISSION]
     reference_cpu = [m.cpu_s for m in controls if m.role is Role.REFERENCE and m.cpu_s is not None]
@@ -213,14 +207,14 @@ def score_submission(
                 baseline,
                 min(reference_cpu) if reference_cpu else None,
                 max(startups) if startups else None,
-                rules,
+                settings,
             )
             mine.append(m.model_copy(update={"flags": [*m.flags, *extra]}) if extra else m)
     summary = summarise(mine, target_val_loss)
     flags = sorted({f.value for m in mine for f in m.flags})
     reached = bool(mine) and all(m.reached_target for m in mine)
     pvalue = summary.val_loss_pvalue
-    if len(mine) >= rules.significance_min_repeats and (pvalue is None or pvalue >= rules.significance):
+    if len(mine) >= settings.significance_min_repeats and (pvalue is None or pvalue >= settings.significance):
         flags.append(Flag.VAL_LOSS_NOT_SIGNIFICANT.value)
     tb, tr = baseline.mean_seconds, reference.mean_seconds
     assert tb is not None and tr is not None
@@ -244,7 +238,7 @@ def score_submission(
         )
         if Flag.VAL_LOSS_NOT_SIGNIFICANT.value in flags:
             per_run = "; ".join(
-                filter(None, [per_run, f"val_loss_not_significant: p={pvalue} >= {rules.significance}"])
+                filter(None, [per_run, f"val_loss_not_significant: p={pvalue} >= {settings.significance}"])
             )
         reason = per_run or "no submission runs"
         fsr = None
@@ -258,7 +252,7 @@ def score_submission(
         fsr_ci95=fsr_ci,
         target_val_loss=target_val_loss,
         val_loss_pvalue=pvalue,
-        significance=rules.significance,
+        significance=settings.significance,
         baseline_seconds=round(tb, 4),
         reference_seconds=round(tr, 4),
         submission_seconds=None if summary.mean_seconds is None else round(summary.mean_seconds, 4),

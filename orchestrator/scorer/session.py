@@ -9,11 +9,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 
-from orchestrator.backends.base import Backend, EventSink
 from orchestrator.catalog.catalog import Record, Task
 from orchestrator.catalog.data import TrackData
+from orchestrator.runtime.process_group import PYTHON
 from orchestrator.scorer.fingerprint import fingerprint_hash
-from orchestrator.scorer.plan import PlannedRun, Role, ScoringPlan
+from orchestrator.scorer.plan import EventSink, PlannedRun, PlanRunner, Role, ScoringPlan
 from orchestrator.scorer.score import Score, check_controls, score_submission
 from orchestrator.settings import ScorerSettings
 
@@ -56,7 +56,7 @@ def build_plan(
             repeat=repeat,
             seed=seed,
             files=files,
-            argv=m.launch.argv("{python}"),
+            argv=m.launch.argv(PYTHON),
             env={**m.launch.env, **data.env(val_tokens=m.data.val_tokens, heldout=True)},
             timeout_s=m.published_train_seconds * settings.timeout_factor + settings.startup_allowance_s,
             image=m.environment.image,
@@ -91,11 +91,11 @@ def build_plan(
 
 
 async def run_session(
-    backend: Backend,
+    runner: PlanRunner,
     plan: ScoringPlan,
     attempt_ids: list[str],
     on_event: EventSink,
-    rules: ScorerSettings,
+    settings: ScorerSettings,
 ) -> list[Score]:
     """Score every submission in the plan.
 
@@ -103,7 +103,7 @@ async def run_session(
         ControlRunsFailed: baseline or reference failed (infrastructure).
         ScorerError, BackendError: the scorer environment failed (infrastructure).
     """
-    result = await backend.run_scorer(plan, on_event)
+    result = await runner.run_scorer(plan, on_event)
     baseline, reference = check_controls(result.measurements, plan.target_val_loss)
     fp_hash = fingerprint_hash(result.fingerprint)
     repeats = len({r.repeat for r in plan.runs})
@@ -119,7 +119,7 @@ async def run_session(
             fingerprint=result.fingerprint,
             fingerprint_hash=fp_hash,
             target_val_loss=plan.target_val_loss,
-            rules=rules,
+            settings=settings,
         )
         for attempt_id in attempt_ids
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,13 +17,16 @@ import pytest
 from orchestrator.backends import Backend, SandboxSpec, create_backend
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import ensure_track_data
+from orchestrator.domain import AttemptState, Outcome
 from orchestrator.errors import ToolBudgetExceeded
-from orchestrator.runtime import procs
+from orchestrator.lifecycle import Orchestrator
+from orchestrator.runtime import procfs
 from orchestrator.sandbox.client import ToolClient
 from orchestrator.sandbox.transport import sync_client
 from orchestrator.scorer.plan import Flag, Role
 from orchestrator.scorer.session import build_plan
 from orchestrator.settings import SandboxLimits, Settings
+from orchestrator.store import SqlStore
 from tests import docker_support
 from tests.kubernetes.cluster import labelled as kubernetes_labelled
 
@@ -72,7 +76,7 @@ def _leftovers(backend: Backend | str, owner: str) -> list[str]:
         return docker_support.labelled(owner)
     if name == "kubernetes":
         return kubernetes_labelled(owner)
-    return [f"process {pid}" for pid in procs.find_labelled(f"speedrun/{owner}/")]
+    return [f"process {pid}" for pid in procfs.find_labelled(f"speedrun/{owner}/")]
 
 
 async def test_sandbox_serves_only_record_n_through_the_tool_api(
@@ -217,3 +221,47 @@ async def test_scorer_kills_a_hanging_run_and_its_children(
     assert Flag.TIMED_OUT in sub.flags and not sub.reached_target
     assert sub.wall_s < plan.runs[1].timeout_s + 5
     assert not _leftovers(backend, "confhang"), "the setsid'd grandchild was killed with its run"
+
+
+def _scorer_misconfigured(backend_name: str, settings: Settings) -> tuple[Settings, str]:
+    """Settings under which this backend cannot score (its sandboxes are not needed), and a
+    word the reason names."""
+    if backend_name == "local":
+        # "no hints" written as /dev/null: the jail hides the hints folder from every scored
+        # run and cannot lay a folder over a device, so no run starts (or, where runs cannot
+        # be confined at all, the required jail is refused before any)
+        scorer = settings.scorer.model_copy(update={"isolation": "jail"})
+        return settings.model_copy(update={"scorer": scorer, "hints_dir": Path("/dev/null")}), "jail"
+    if backend_name == "docker":
+        docker = settings.docker.model_copy(update={"image_tag": "no-such-tag"})
+        return settings.model_copy(update={"docker": docker}), "no-such-tag"
+    kubernetes = settings.kubernetes.model_copy(update={"namespace": "speedrun-absent"})
+    return settings.model_copy(update={"kubernetes": kubernetes}), ""
+
+
+async def test_a_scorer_failure_ends_the_attempt_infra_failed_with_a_one_line_reason(
+    backend_name: str, backend_settings: Settings, catalog: Catalog, toy_task: Task
+) -> None:
+    settings, named = _scorer_misconfigured(backend_name, backend_settings)
+    submission = {"train_gpt.py": toy_task.baseline.read_files()["train_gpt.py"]}
+    async with (
+        SqlStore(settings.resolved_database_url) as store,
+        create_backend(backend_name, settings) as backend,
+        Orchestrator(settings, store, catalog, backend) as orch,
+    ):
+        attempt = await store.create_attempt(
+            task_id=toy_task.id,
+            agent="file",
+            backend=backend.name,
+            config={},
+            owner=orch.owner,
+            ttl_s=settings.lease_ttl_s,
+        )
+        await store.transition(attempt.id, AttemptState.PENDING, AttemptState.ACTING)
+        await orch.score([await store.record_submission(attempt.id, submission)], repeats=1)
+        done = await store.get_attempt(attempt.id)
+    assert (done.state, done.outcome) == (AttemptState.FINISHED, Outcome.INFRA_FAILED), done.reason
+    reason = done.reason or ""
+    assert reason.startswith("scoring failed: ") and "\n" not in reason and "Traceback" not in reason, reason
+    assert named in reason.lower(), reason
+    assert not done.sandbox, "no scoring session is left to reclaim"

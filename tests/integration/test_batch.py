@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.runtime import procs
+from orchestrator.runtime import procfs
 from orchestrator.settings import Settings
 from tests.conftest import REPO, run_cli
 
@@ -82,7 +82,7 @@ def test_a_killed_batch_resumes_and_each_cell_ends_once(speedrun_env: dict[str, 
     assert third.returncode == 0, third.stderr
     assert [r["attempt_id"] for r in json.loads(third.stdout)] == [r["attempt_id"] for r in rows]
     instance = Settings().instance_id  # this test's home: not what other tests left
-    assert not procs.find_labelled("speedrun/", instance=instance), "nothing the killed run started is alive"
+    assert not procfs.find_labelled("speedrun/", instance=instance), "nothing the killed run started is alive"
 
 
 def test_a_bad_batch_file_is_refused_clearly(speedrun_env: dict[str, str], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.runtime import procs
+from orchestrator.runtime import procfs
 from tests.conftest import REPO, run_cli
 
 
@@ -68,7 +68,7 @@ def _uid(pid: int) -> int | None:
 def _no_orphans_left(attempt_id: str) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if not procs.find_labelled(f"speedrun/{attempt_id}/"):
+        if not procfs.find_labelled(f"speedrun/{attempt_id}/"):
             return True
         time.sleep(0.1)
     return False
@@ -147,17 +147,17 @@ def test_a_scored_run_dies_within_seconds_of_its_orchestrator(
     instance = Settings().instance_id
     proc = _start(speedrun_env, "score", "--task", "toy-r1-r2", str(silent), "--json")
     deadline = time.monotonic() + 120
-    while not any("-sub-" in label for label in procs.find_labelled("speedrun/", instance).values()):
+    while not any("-sub-" in label for label in procfs.find_labelled("speedrun/", instance).values()):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the submission's run never started"
         time.sleep(0.05)
     time.sleep(1)  # past the jail's set-up: the run is the unprivileged script now
-    running = procs.find_labelled("speedrun/", instance)
+    running = procfs.find_labelled("speedrun/", instance)
     if os.geteuid() == 0:  # then the runs are jailed as an unprivileged user
         assert any(_uid(pid) not in (None, 0) for pid in running), ("the run is confined", running)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 5
-    while (left := procs.find_labelled("speedrun/", instance)) and time.monotonic() < deadline:
+    while (left := procfs.find_labelled("speedrun/", instance)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not left, f"processes of the killed orchestrator's scoring session live on: {left}"

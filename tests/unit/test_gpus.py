@@ -14,7 +14,7 @@ from orchestrator.backends.base import SandboxSpec
 from orchestrator.backends.gpus import GpuPool, GpusUnavailable
 from orchestrator.backends.local import LocalBackend
 from orchestrator.catalog.manifest import LaunchSpec
-from orchestrator.runtime.process import inherited_env
+from orchestrator.runtime.process_group import inherited_env
 from orchestrator.settings import SandboxLimits, Settings
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.runtime import procs
-from orchestrator.runtime.process import ExitReason, ProcessLimits, inherited_env, run_process_group
+from orchestrator.runtime import procfs
+from orchestrator.runtime.process_group import ExitReason, ProcessLimits, inherited_env, run_process_group
 from orchestrator.runtime.progress import parse_progress_line
 
 
@@ -30,7 +30,7 @@ async def _run(tmp_path: Path, code: str, label: str, **limits) -> tuple:
         label=f"speedrun/{label}/t",
         on_line=lines.append,
     )
-    assert not procs.find_labelled(f"speedrun/{label}/"), "nothing outlives the run"
+    assert not procfs.find_labelled(f"speedrun/{label}/"), "nothing outlives the run"
     return result, lines
 
 

@@ -72,7 +72,7 @@ def _score(subs: list[RunMeasurement], repeats: int = 3, rules: ScorerSettings |
         fingerprint={},
         fingerprint_hash="h",
         target_val_loss=2.2,
-        rules=rules or ScorerSettings(significance_min_repeats=3),
+        settings=rules or ScorerSettings(significance_min_repeats=3),
     )
 
 

@@ -37,7 +37,7 @@ from orchestrator.errors import (
     ToolRefused,
     Unauthorized,
 )
-from orchestrator.runtime import procs
+from orchestrator.runtime import procfs
 from orchestrator.sandbox.client import ToolClient
 from orchestrator.settings import SandboxLimits, Settings
 
@@ -90,7 +90,7 @@ async def start(
         for sandbox in started:
             await backend.stop_sandbox(sandbox, interrupted=False)
         for sandbox in started:
-            left = procs.find_labelled(f"speedrun/{sandbox.attempt_id}/")
+            left = procfs.find_labelled(f"speedrun/{sandbox.attempt_id}/")
             assert not left, f"processes of {sandbox.attempt_id} outlived stop_sandbox: {left}"
             assert not sandbox.root.exists()
 
@@ -440,9 +440,9 @@ async def test_experiment_timeout_kills_the_whole_group(start: Start) -> None:
         await tools.write_file("train_gpt.py", HANG)
         run = await tools.run_experiment(timeout_s=600)  # asks for more: capped by the limit
         # gone the moment the result is back: torchrun, the script, and the setsid'd sleep
-        left = procs.find_labelled(f"speedrun/{sb.attempt_id}/experiment/")
+        left = procfs.find_labelled(f"speedrun/{sb.attempt_id}/experiment/")
         assert not left, f"experiment processes outlived the timeout: {left}"
-        assert procs.find_labelled(f"speedrun/{sb.attempt_id}/sandbox"), "the sandbox itself lives on"
+        assert procfs.find_labelled(f"speedrun/{sb.attempt_id}/sandbox"), "the sandbox itself lives on"
         assert (run.status, run.reason) == ("finished", "timed_out")
         assert run.wall_s is not None and limit <= run.wall_s < limit + 15
         assert "spawned" in run.log_tail, "the script got as far as starting its child"
@@ -488,8 +488,8 @@ async def _read_until_closed(reader: asyncio.StreamReader) -> bytes:
 
 
 def _server_rss(sandbox: LocalSandbox) -> int:
-    server = min(procs.find_labelled(f"speedrun/{sandbox.attempt_id}/sandbox"))  # the tree's root
-    return procs.tree_rss_bytes(server)
+    server = min(procfs.find_labelled(f"speedrun/{sandbox.attempt_id}/sandbox"))  # the tree's root
+    return procfs.tree_rss_bytes(server)
 
 
 async def test_a_streamed_body_is_refused_at_the_limit_without_being_buffered(start: Start) -> None:

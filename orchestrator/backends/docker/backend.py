@@ -16,7 +16,6 @@ session), so ``reclaim`` and ``cleanup`` find whatever a crash left.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 import time
 from collections.abc import Collection, Mapping
@@ -25,15 +24,16 @@ from typing import Any, ClassVar
 
 import httpx
 
-from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec
+from orchestrator.backends.base import Backend, Sandbox, SandboxSpec, sandbox_config
 from orchestrator.backends.docker import engine, hardening
 from orchestrator.backends.docker.runs import ContainerLauncher
-from orchestrator.errors import BackendError, ScorerError
+from orchestrator.errors import BackendError
+from orchestrator.images import IMAGE_ENV, IMAGE_PYTHON
 from orchestrator.log import get_logger
 from orchestrator.sandbox.api import SandboxConfig
 from orchestrator.sandbox.transport import async_client, unix_url
-from orchestrator.scorer.harness import run_plan
-from orchestrator.scorer.plan import HarnessResult, ScoringPlan
+from orchestrator.scorer.harness import run_plan_in_process
+from orchestrator.scorer.plan import EventSink, HarnessResult, ScoringPlan
 from orchestrator.settings import Settings
 
 log = get_logger(__name__)
@@ -46,16 +46,11 @@ _SERVER_HEADROOM_BYTES = 512 * 1024**2
 
 
 class DockerSandbox(Sandbox):
-    def __init__(
-        self, attempt_id: str, container_id: str, root: Path, image_id: str, admin: str, agent: str
-    ) -> None:
-        self.attempt_id = attempt_id
+    def __init__(self, config: SandboxConfig, container_id: str, root: Path, image_id: str) -> None:
+        super().__init__(config, unix_url(str(root / "io" / "tool.sock")))
         self.container_id = container_id
         self.root = root
         self.image_id = image_id
-        self.tool_url = unix_url(str(root / "io" / "tool.sock"))
-        self.agent_token = agent
-        self._admin_token = admin
 
     @property
     def handle(self) -> dict[str, Any]:
@@ -65,9 +60,6 @@ class DockerSandbox(Sandbox):
             "image": self.image_id,
             "url": self.tool_url,
         }
-
-    def _admin(self) -> tuple[str, str]:
-        return self.tool_url, self._admin_token
 
 
 class DockerBackend(Backend):
@@ -96,12 +88,11 @@ class DockerBackend(Backend):
         client = await self._engine()
         image_id = await self._image(spec.image)
         root = self._roots / spec.attempt_id
-        agent_token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         try:
-            await asyncio.to_thread(self._prepare_root, root, spec, agent_token, admin_token)
+            config = await asyncio.to_thread(self._prepare_root, root, spec)
         except OSError as e:
             raise BackendError(f"cannot prepare sandbox folder {root}: {e}") from e
-        env = {"HOME": "/tmp", "PATH": hardening.IMAGE_PATH, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+        env = {"HOME": "/tmp", **IMAGE_ENV, "PYTHONUNBUFFERED": "1"}
         args = hardening.container_args(
             self._docker,
             memory_bytes=spec.limits.memory_bytes + _SERVER_HEADROOM_BYTES,
@@ -122,7 +113,7 @@ class DockerBackend(Backend):
                 container = engine.create_container(
                     client,
                     image_id,
-                    [hardening.IMAGE_PYTHON, "-m", "orchestrator.sandbox.server", f"{_IO}/config.json"],
+                    [IMAGE_PYTHON, "-m", "orchestrator.sandbox.server", f"{_IO}/config.json"],
                     environment=env,
                     mounts=mounts,
                     name=f"speedrun-sandbox-{spec.attempt_id}",
@@ -132,7 +123,7 @@ class DockerBackend(Backend):
                 return container
 
         container = await asyncio.to_thread(create_and_start)
-        sandbox = DockerSandbox(spec.attempt_id, container.id, root, image_id, admin_token, agent_token)
+        sandbox = DockerSandbox(config, container.id, root, image_id)
         try:
             await self._wait_ready(container, sandbox)
         except BackendError:
@@ -141,7 +132,7 @@ class DockerBackend(Backend):
         log.info("sandbox container started", container=container.short_id, image=image_id)
         return sandbox
 
-    def _prepare_root(self, root: Path, spec: SandboxSpec, agent_token: str, admin_token: str) -> None:
+    def _prepare_root(self, root: Path, spec: SandboxSpec) -> SandboxConfig:
         if root.exists():
             shutil.rmtree(root)
         io, workspace = root / "io", root / "workspace"
@@ -156,27 +147,18 @@ class DockerBackend(Backend):
             target.chmod(0o666)
         for folder in (io, workspace, *(p for p in workspace.rglob("*") if p.is_dir())):
             folder.chmod(0o777)
-        config = SandboxConfig(
-            attempt_id=spec.attempt_id,
+        config = sandbox_config(
+            spec,
+            python=IMAGE_PYTHON,
             workspace=Path(_WORKSPACE),
             state_dir=Path(_STATE),
-            editable=spec.editable,
-            launch_argv=[hardening.IMAGE_PYTHON if a == "{python}" else a for a in spec.launch_argv],
-            launch_env={
-                **spec.launch_env,
-                "PATH": hardening.IMAGE_PATH,
-                "LANG": "C.UTF-8",
-                "PYTHONUNBUFFERED": "1",
-            },
-            target_val_loss=spec.target_val_loss,
-            limits=spec.limits,
-            agent_token=agent_token,
-            admin_token=admin_token,
+            env=IMAGE_ENV,
             uds=Path(_IO) / "tool.sock",
         )
         config_path = io / "config.json"
         config_path.write_text(config.model_dump_json())
         config_path.chmod(0o644)
+        return config
 
     async def _wait_ready(self, container: Any, sandbox: DockerSandbox) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -242,22 +224,11 @@ class DockerBackend(Backend):
         images = {name: await self._image(name) for name in {r.image for r in plan.runs}}
         root = self._roots / plan.session_id
         root.mkdir(parents=True, exist_ok=True)
-        launcher = ContainerLauncher(
-            client, self._docker, images, plan.session_id, self._settings.data_dir, self._settings.instance_id
-        )
+        launcher = ContainerLauncher(client, self._settings, images, plan.session_id)
         try:
-            return await run_plan(
-                plan,
-                root,
-                launch=launcher,
-                emit=on_event,
-                environment={"backend": "docker", "images": {str(k): v for k, v in images.items()}},
-                isolation="container",
+            return await run_plan_in_process(
+                plan, root, launcher, on_event, backend=self.name, images=images, isolation="container"
             )
-        except BackendError:
-            raise
-        except (OSError, ValueError) as e:
-            raise ScorerError(f"scorer harness failed: {type(e).__name__}: {e}") from e
         finally:
             await self._remove_owned(lambda owner: owner == plan.session_id)
             await asyncio.to_thread(shutil.rmtree, root, True)

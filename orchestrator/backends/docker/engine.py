@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import BackendError
+from orchestrator.backends.base import ResourceLabels
+from orchestrator.errors import BackendError, DaemonUnavailable, ImageMissing
 from orchestrator.log import get_logger
 
 log = get_logger(__name__)
@@ -19,25 +20,8 @@ log = get_logger(__name__)
 if TYPE_CHECKING:
     import docker
 
-PROJECT = "speedrun-orchestrator"
-LABEL_PROJECT = "io.speedrun.project"
-LABEL_OWNER = "io.speedrun.owner"
-"""The attempt (sandbox) or scoring session (scorer) a resource belongs to."""
-LABEL_ROLE = "io.speedrun.role"
-LABEL_INSTANCE = "io.speedrun.instance"  # the orchestrator home: one home's cleanup spares another's
-LABEL_RUN = "io.speedrun.run"
-
-
-class ImageMissing(BackendError):
-    code = "image_missing"
-
-
-class DaemonUnavailable(BackendError):
-    code = "docker_unavailable"
-
-
-def labels(owner: str, role: str, instance: str, **extra: str) -> dict[str, str]:
-    return {LABEL_PROJECT: PROJECT, LABEL_OWNER: owner, LABEL_ROLE: role, LABEL_INSTANCE: instance, **extra}
+LABELS = ResourceLabels("io.speedrun.")
+labels = LABELS.of
 
 
 def connect() -> docker.DockerClient:
@@ -90,7 +74,7 @@ def resolve_image(client: docker.DockerClient, name: str, tag: str) -> str:
 
 def labelled(client: docker.DockerClient, instance: str) -> dict[str, list[Any]]:
     """Every container, network and volume of this orchestrator instance."""
-    selector = {"label": [f"{LABEL_PROJECT}={PROJECT}", f"{LABEL_INSTANCE}={instance}"]}
+    selector = {"label": [f"{k}={v}" for k, v in LABELS.ours(instance).items()]}
     return {
         "container": client.containers.list(all=True, filters=selector),
         "network": client.networks.list(filters=selector),
@@ -101,7 +85,7 @@ def labelled(client: docker.DockerClient, instance: str) -> dict[str, list[Any]]
 def owner_of(resource: Any) -> str | None:
     attrs = resource.attrs
     found = (attrs.get("Config") or {}).get("Labels") or attrs.get("Labels") or {}
-    return found.get(LABEL_OWNER)
+    return found.get(LABELS.owner)
 
 
 def remove(resource: Any) -> None:
@@ -134,7 +118,7 @@ def create_container(client: docker.DockerClient, image: str, command: list[str]
         stale = None
     if stale is not None:
         theirs = (stale.attrs.get("Config") or {}).get("Labels") or {}
-        if any(theirs.get(key) != ours.get(key) for key in (LABEL_PROJECT, LABEL_INSTANCE, LABEL_OWNER)):
+        if any(theirs.get(key) != ours.get(key) for key in (LABELS.project, LABELS.instance, LABELS.owner)):
             raise BackendError(
                 f"container name {name} is taken by a container this orchestrator home does not own "
                 f"(labels {theirs}); remove it with `docker rm -f {name}` or run `speedrun cleanup` "

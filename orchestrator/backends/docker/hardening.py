@@ -15,9 +15,6 @@ from typing import Any
 from orchestrator.catalog.data import named_data_files
 from orchestrator.settings import DockerSettings
 
-IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-IMAGE_PYTHON = "python3"
-
 
 def tmpfs_options(settings: DockerSettings, *, private: bool = False) -> str:
     """Bounded tmpfs; ``private`` ones belong to the container user alone."""

@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.docker import engine, hardening
-from orchestrator.log import get_logger
-from orchestrator.runtime.process import (
+from orchestrator.images import IMAGE_ENV, IMAGE_PYTHON
+from orchestrator.runtime.process_group import (
     ExitReason,
     LineWatcher,
     OutputLines,
     ProcessLimits,
     ProcessResult,
+    with_python,
 )
-from orchestrator.scorer.harness import fresh_home
-from orchestrator.scorer.plan import PlannedRun
-from orchestrator.settings import DockerSettings
-
-log = get_logger(__name__)
+from orchestrator.scorer.harness import Launch, fresh_home
+from orchestrator.scorer.watcher import follow, stream_chunks
+from orchestrator.settings import Settings
 
 _CODE = "/code"
 _HOME = "/tmp/home"
@@ -42,37 +40,28 @@ class ContainerLauncher:
     """The harness's Launcher for the docker backend (one container per run)."""
 
     def __init__(
-        self,
-        client: Any,
-        settings: DockerSettings,
-        images: Mapping[str | None, str],
-        session_id: str,
-        data_dir: Path,
-        instance: str,
+        self, client: Any, settings: Settings, images: Mapping[str | None, str], session_id: str
     ) -> None:
         self._client = client
-        self._settings = settings
+        self._settings = settings.docker
         self._images = images
         self._session = session_id
-        self._data_dir = data_dir
-        self._instance = instance
+        self._data_dir = settings.data_dir
+        self._instance = settings.instance_id
+        self._memory_bytes = settings.scorer.memory_bytes
+        """A container always has a memory limit: a plan without one gets the scorer's default."""
 
-    async def __call__(
-        self,
-        run: PlannedRun,
-        work: Path,
-        env: dict[str, str],
-        limits: ProcessLimits,
-        label: str,
-        on_line: LineWatcher,
-    ) -> ProcessResult:
-        argv = [hardening.IMAGE_PYTHON if a == "{python}" else a for a in run.argv]
-        full_env = {**env, **fresh_home(_HOME), "PATH": hardening.IMAGE_PATH, "LANG": "C.UTF-8"}
-        memory = limits.memory_bytes or 8 * 1024**3
+    async def __call__(self, launch: Launch) -> ProcessResult:
+        run, work, env, limits = launch.run, launch.work, launch.env, launch.limits
+        argv = with_python(run.argv, IMAGE_PYTHON)
+        full_env = {**env, **fresh_home(_HOME), **IMAGE_ENV}
+        memory = limits.memory_bytes or self._memory_bytes
         args = hardening.container_args(
             self._settings,
             memory_bytes=memory,
-            labels=engine.labels(self._session, "scorer", self._instance, **{engine.LABEL_RUN: label}),
+            labels=engine.labels(
+                self._session, "scorer", self._instance, **{engine.LABELS.run: launch.label}
+            ),
             tmpfs={"/tmp": hardening.tmpfs_options(self._settings)},
         )
         mounts = [
@@ -95,7 +84,7 @@ class ContainerLauncher:
 
         container = await asyncio.to_thread(create)
         try:
-            return await _watch(container, limits, work / "output.log", on_line)
+            return await _watch(container, limits, work / "output.log", launch.on_line)
         finally:
             await asyncio.to_thread(engine.remove, container)
 
@@ -103,28 +92,15 @@ class ContainerLauncher:
 async def _watch(
     container: Any, limits: ProcessLimits, log_path: Path, on_line: LineWatcher
 ) -> ProcessResult:
-    loop = asyncio.get_running_loop()
-    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
     with engine.translated("attaching to the scorer container"):
         stream = container.attach(stdout=True, stderr=True, stream=True, logs=True)
-
-    def pump() -> None:
-        try:
-            for chunk in stream:
-                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
-        except Exception as e:  # the stream breaks when the container is removed
-            log.debug("scorer output stream ended", error=str(e))
-        finally:
-            loop.call_soon_threadsafe(chunks.put_nowait, None)
-
-    reader = threading.Thread(target=pump, name="scorer-output", daemon=True)
-    reader.start()
+    chunks = stream_chunks(stream, name="scorer-output")
     with log_path.open("wb") as log_file:
         start = time.monotonic()
         with engine.translated("starting the scorer container"):
             await asyncio.to_thread(container.start)
         output = OutputLines(limits, log_file, start)
-        reason = await _follow(chunks, output, limits, start, on_line)
+        reason = await follow(chunks, output, start + limits.timeout_s, on_line)
         if reason is not ExitReason.EXITED:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(container.kill)
@@ -133,40 +109,7 @@ async def _watch(
     if reason is ExitReason.EXITED and state.get("OOMKilled"):
         reason = ExitReason.MEMORY_LIMIT
     returncode = state.get("ExitCode") if reason is ExitReason.EXITED else None
-    return ProcessResult(
-        reason=reason,
-        returncode=returncode,
-        wall_s=wall_s,
-        output_bytes=output.total,
-        tail=output.tail(),
-        peak_rss_bytes=0,
-    )
-
-
-async def _follow(
-    chunks: asyncio.Queue[bytes | None],
-    output: OutputLines,
-    limits: ProcessLimits,
-    start: float,
-    on_line: LineWatcher,
-) -> ExitReason:
-    deadline = start + limits.timeout_s
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return ExitReason.TIMED_OUT
-        try:
-            chunk = await asyncio.wait_for(chunks.get(), timeout=remaining)
-        except TimeoutError:
-            return ExitReason.TIMED_OUT
-        lines = output.flush() if chunk is None else output.feed(chunk)
-        if output.total > limits.max_output_bytes:
-            return ExitReason.OUTPUT_LIMIT
-        for line in lines:
-            if on_line(line):
-                return ExitReason.STOPPED
-        if chunk is None:
-            return ExitReason.EXITED
+    return output.result(reason, returncode, wall_s)
 
 
 def _final_state(container: Any) -> dict[str, Any]:

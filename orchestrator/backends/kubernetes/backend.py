@@ -12,42 +12,36 @@ kubernetes` finds what a dead orchestrator left.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import Backend, EventSink, Sandbox, SandboxSpec
+from orchestrator.backends.base import Backend, Sandbox, SandboxSpec, sandbox_config
 from orchestrator.backends.kubernetes import cluster, manifests
 from orchestrator.backends.kubernetes.runs import PodLauncher, delete_job
-from orchestrator.errors import BackendError, ScorerError
+from orchestrator.errors import BackendError
+from orchestrator.images import IMAGE_ENV, IMAGE_PYTHON
 from orchestrator.images.catalog import read_lock
 from orchestrator.log import get_logger
 from orchestrator.sandbox.api import SandboxConfig
-from orchestrator.scorer.harness import run_plan
-from orchestrator.scorer.plan import HarnessResult, ScoringPlan
+from orchestrator.scorer.harness import run_plan_in_process
+from orchestrator.scorer.plan import EventSink, HarnessResult, ScoringPlan
 from orchestrator.settings import Settings
 
 log = get_logger(__name__)
 
 
 class KubernetesSandbox(Sandbox):
-    def __init__(self, attempt_id: str, pod: str, ip: str, image: str, admin: str, agent: str) -> None:
-        self.attempt_id = attempt_id
+    def __init__(self, config: SandboxConfig, pod: str, ip: str, image: str) -> None:
+        super().__init__(config, f"http://{ip}:{manifests.SANDBOX_PORT}")
         self.pod = pod
         self.image = image
-        self.tool_url = f"http://{ip}:{manifests.SANDBOX_PORT}"
-        self.agent_token = agent
-        self._admin_token = admin
 
     @property
     def handle(self) -> dict[str, Any]:
         return {"pod": self.pod, "url": self.tool_url, "image": self.image}
-
-    def _admin(self) -> tuple[str, str]:
-        return self.tool_url, self._admin_token
 
 
 class KubernetesBackend(Backend):
@@ -86,23 +80,12 @@ class KubernetesBackend(Backend):
         api = await self._cluster()
         image = self.image_ref(spec.image)
         name = f"speedrun-sandbox-{spec.attempt_id}".lower()
-        agent_token, admin_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        config = SandboxConfig(
-            attempt_id=spec.attempt_id,
+        config = sandbox_config(
+            spec,
+            python=IMAGE_PYTHON,
             workspace=Path(manifests.WORKSPACE),
             state_dir=Path(manifests.STATE),
-            editable=spec.editable,
-            launch_argv=[manifests.PYTHON if a == "{python}" else a for a in spec.launch_argv],
-            launch_env={
-                **spec.launch_env,
-                "PATH": manifests.PATH,
-                "LANG": "C.UTF-8",
-                "PYTHONUNBUFFERED": "1",
-            },
-            target_val_loss=spec.target_val_loss,
-            limits=spec.limits,
-            agent_token=agent_token,
-            admin_token=admin_token,
+            env=IMAGE_ENV,
             host="0.0.0.0",
             port=manifests.SANDBOX_PORT,
         )
@@ -138,7 +121,7 @@ class KubernetesBackend(Backend):
         except BackendError:
             await self._delete_owned(lambda owner: owner == spec.attempt_id)
             raise
-        sandbox = KubernetesSandbox(spec.attempt_id, name, ip, image, admin_token, agent_token)
+        sandbox = KubernetesSandbox(config, name, ip, image)
         log.info("sandbox pod started", pod=name, ip=ip, image=image)
         return sandbox
 
@@ -198,30 +181,11 @@ class KubernetesBackend(Backend):
         )
         with cluster.translated("storing the scored files"):
             await api.run(api.core.create_namespaced_config_map, api.namespace, config_map)
-        launcher = PodLauncher(
-            api,
-            self._k8s,
-            images,
-            plan.session_id,
-            name,
-            keys,
-            self._settings.data_dir,
-            self._instance,
-            plan.gpus,
-        )
+        launcher = PodLauncher(api, self._settings, images, plan.session_id, name, keys, plan.gpus)
         try:
-            return await run_plan(
-                plan,
-                root,
-                launch=launcher,
-                emit=on_event,
-                environment={"backend": "kubernetes", "images": {str(k): v for k, v in images.items()}},
-                isolation="pod",
+            return await run_plan_in_process(
+                plan, root, launcher, on_event, backend=self.name, images=images, isolation="pod"
             )
-        except BackendError:
-            raise
-        except (OSError, ValueError) as e:
-            raise ScorerError(f"scorer harness failed: {type(e).__name__}: {e}") from e
         finally:
             await self._delete_owned(lambda owner: owner == plan.session_id)
             await asyncio.to_thread(shutil.rmtree, root, True)
@@ -245,7 +209,7 @@ class KubernetesBackend(Backend):
                 pods = api.core.list_namespaced_pod(api.namespace, label_selector=found).items
                 maps = api.core.list_namespaced_config_map(api.namespace, label_selector=found).items
             for job in jobs:
-                if doomed(job.metadata.labels.get(cluster.LABEL_OWNER, "")):
+                if doomed(job.metadata.labels.get(cluster.LABELS.owner, "")):
                     delete_job(api, job.metadata.name)
                     removed.append(f"job {job.metadata.name}")
             for kind, items, delete in (
@@ -253,7 +217,7 @@ class KubernetesBackend(Backend):
                 ("configmap", maps, api.core.delete_namespaced_config_map),
             ):
                 for item in items:
-                    if not doomed(item.metadata.labels.get(cluster.LABEL_OWNER, "")):
+                    if not doomed(item.metadata.labels.get(cluster.LABELS.owner, "")):
                         continue
                     try:
                         delete(item.metadata.name, api.namespace, grace_period_seconds=manifests.KILL_GRACE_S)
@@ -285,7 +249,7 @@ def _wait_gone(api: cluster.Api, found: str, doomed: Callable[[str], bool], time
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         pods = api.core.list_namespaced_pod(api.namespace, label_selector=found).items
-        if not [p for p in pods if doomed(p.metadata.labels.get(cluster.LABEL_OWNER, ""))]:
+        if not [p for p in pods if doomed(p.metadata.labels.get(cluster.LABELS.owner, ""))]:
             return
         time.sleep(0.2)
     raise BackendError(f"pods labelled {found} still present after {timeout_s:.0f}s")

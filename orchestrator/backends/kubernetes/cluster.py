@@ -16,26 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from orchestrator.errors import BackendError
+from orchestrator.backends.base import ResourceLabels
+from orchestrator.errors import BackendError, ClusterUnavailable, ImageMissing
 from orchestrator.settings import KubernetesSettings
 
 T = TypeVar("T")
 
-PROJECT = "speedrun-orchestrator"
-LABEL_PROJECT = "speedrun.io/project"
-LABEL_OWNER = "speedrun.io/owner"
-"""The attempt (sandbox) or scoring session (scorer) a resource belongs to."""
-LABEL_ROLE = "speedrun.io/role"
-LABEL_INSTANCE = "speedrun.io/instance"  # the orchestrator home: one home's cleanup spares another's
-LABEL_RUN = "speedrun.io/run"
-
-
-class ClusterUnavailable(BackendError):
-    code = "kubernetes_unavailable"
-
-
-class ImageMissing(BackendError):
-    code = "image_missing"
+LABELS = ResourceLabels("speedrun.io/")
+labels = LABELS.of
 
 
 @dataclass(frozen=True)
@@ -58,12 +46,8 @@ class Api:
         self.core.api_client.close()
 
 
-def labels(owner: str, role: str, instance: str, **extra: str) -> dict[str, str]:
-    return {LABEL_PROJECT: PROJECT, LABEL_OWNER: owner, LABEL_ROLE: role, LABEL_INSTANCE: instance, **extra}
-
-
 def selector(instance: str, **more: str) -> str:
-    pairs = {LABEL_PROJECT: PROJECT, LABEL_INSTANCE: instance, **more}
+    pairs = {**LABELS.ours(instance), **more}
     return ",".join(f"{k}={v}" for k, v in pairs.items())
 
 

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.catalog.data import named_data_files
+from orchestrator.images import IMAGE_ENV, IMAGE_PYTHON
 from orchestrator.settings import KubernetesSettings
 
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PYTHON = "python3"
 WORKSPACE = "/sandbox/workspace"
 STATE = "/sandbox/state"
 CONFIG = "/sandbox/config"
@@ -90,7 +89,7 @@ def sandbox_pod(
     seed = _container(
         "seed",
         image,
-        [PYTHON, "-c", _SEED, *files],
+        [IMAGE_PYTHON, "-c", _SEED, *files],
         settings,
         memory_bytes=256 * 1024**2,
         gpus=0,
@@ -99,7 +98,7 @@ def sandbox_pod(
     server = _container(
         "sandbox",
         image,
-        [PYTHON, "-m", "orchestrator.sandbox.server", f"{CONFIG}/config.json"],
+        [IMAGE_PYTHON, "-m", "orchestrator.sandbox.server", f"{CONFIG}/config.json"],
         settings,
         memory_bytes=memory_bytes,
         gpus=gpus,
@@ -241,7 +240,7 @@ def _container(
     }
     if gpus:
         amounts["nvidia.com/gpu"] = str(gpus)
-    base_env = {"HOME": "/tmp", "PATH": PATH, "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+    base_env = {"HOME": "/tmp", **IMAGE_ENV, "PYTHONUNBUFFERED": "1"}
     return {
         "name": name,
         "image": image,

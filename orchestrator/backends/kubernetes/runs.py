@@ -11,10 +11,8 @@ over in the new pod and is timed from there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,11 +20,19 @@ from typing import Any
 
 from orchestrator.backends.kubernetes import cluster, manifests
 from orchestrator.errors import BackendError
+from orchestrator.images import IMAGE_PYTHON
 from orchestrator.log import get_logger
-from orchestrator.runtime.process import ExitReason, LineWatcher, OutputLines, ProcessLimits, ProcessResult
-from orchestrator.scorer.harness import fresh_home
-from orchestrator.scorer.plan import PlannedRun
-from orchestrator.settings import KubernetesSettings
+from orchestrator.runtime.process_group import (
+    ExitReason,
+    LineWatcher,
+    OutputLines,
+    ProcessLimits,
+    ProcessResult,
+    with_python,
+)
+from orchestrator.scorer.harness import Launch, fresh_home
+from orchestrator.scorer.watcher import follow, stream_chunks
+from orchestrator.settings import Settings
 
 log = get_logger(__name__)
 
@@ -40,48 +46,41 @@ class PodLauncher:
     def __init__(
         self,
         api: cluster.Api,
-        settings: KubernetesSettings,
+        settings: Settings,
         images: Mapping[str | None, str],
         session_id: str,
         files_config_map: str,
         file_keys: Mapping[str, Mapping[str, str]],
-        data_dir: Path,
-        instance: str,
         gpus: int,
     ) -> None:
         self._api = api
-        self._settings = settings
+        self._settings = settings.kubernetes
         self._images = images
         self._session = session_id
         self._config_map = files_config_map
         self._keys = file_keys
-        self._data_dir = data_dir
-        self._instance = instance
+        self._data_dir = settings.data_dir
+        self._instance = settings.instance_id
         self._gpus = gpus
+        self._memory_bytes = settings.scorer.memory_bytes
+        """A pod always has a memory limit: a plan without one gets the scorer's default."""
 
-    async def __call__(
-        self,
-        run: PlannedRun,
-        work: Path,
-        env: dict[str, str],
-        limits: ProcessLimits,
-        label: str,
-        on_line: LineWatcher,
-    ) -> ProcessResult:
-        argv = [manifests.PYTHON if a == "{python}" else a for a in run.argv]
+    async def __call__(self, launch: Launch) -> ProcessResult:
+        run, env, limits, label = launch.run, launch.env, launch.limits, launch.label
+        argv = with_python(run.argv, IMAGE_PYTHON)
         # the process label ends in the run's own ("r0-baseline", "warmup"); DNS-1123 names
         run_name = re.sub(r"[^a-z0-9-]+", "-", label.rsplit("/", 1)[-1].lower()).strip("-")
         name = f"speedrun-score-{self._session}-{run_name}"[:63].rstrip("-")
         keys = self._keys[run.files]
         job = manifests.run_job(
             name=name,
-            labels=cluster.labels(self._session, "scorer", self._instance, **{cluster.LABEL_RUN: run_name}),
+            labels=cluster.labels(self._session, "scorer", self._instance, **{cluster.LABELS.run: run_name}),
             image=self._images[run.image],
             argv=argv,
             env={**env, **fresh_home(_HOME)},
             config_map_name=self._config_map,
             items=[{"key": key, "path": path} for path, key in keys.items()],
-            memory_bytes=(limits.memory_bytes or 8 * 1024**3) + self._settings.memory_headroom_bytes,
+            memory_bytes=(limits.memory_bytes or self._memory_bytes) + self._settings.memory_headroom_bytes,
             gpus=self._gpus,
             deadline_s=limits.timeout_s + self._settings.start_timeout_s,
             data_files=manifests.data_files(env, self._data_dir),
@@ -92,7 +91,7 @@ class PodLauncher:
             await api.run(api.batch.create_namespaced_job, api.namespace, job)
         try:
             return await _watch(
-                api, name, limits, work / "output.log", on_line, self._settings.start_timeout_s
+                api, name, limits, launch.work / "output.log", launch.on_line, self._settings.start_timeout_s
             )
         finally:
             await api.run(delete_job, api, name)
@@ -142,14 +141,7 @@ async def _watch(
             reason = ExitReason.MEMORY_LIMIT
         else:
             returncode = state.get("exit_code")
-    return ProcessResult(
-        reason=reason,
-        returncode=returncode,
-        wall_s=wall_s,
-        output_bytes=output.total,
-        tail=output.tail(),
-        peak_rss_bytes=0,
-    )
+    return output.result(reason, returncode, wall_s)
 
 
 async def _started_pod(api: cluster.Api, job: str, timeout_s: float, done: set[str]) -> str:
@@ -178,8 +170,6 @@ async def _started_pod(api: cluster.Api, job: str, timeout_s: float, done: set[s
 async def _follow(
     api: cluster.Api, pod: str, output: OutputLines, limits: ProcessLimits, start: float, on_line: LineWatcher
 ) -> ExitReason:
-    loop = asyncio.get_running_loop()
-    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
     with cluster.translated(f"following the log of {pod}"):
         stream = await api.run(
             api.core.read_namespaced_pod_log,
@@ -189,37 +179,9 @@ async def _follow(
             follow=True,
             _preload_content=False,
         )
-
-    def pump() -> None:
-        try:
-            for chunk in stream.stream(64 * 1024):
-                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
-        except Exception as e:  # shut down below, or broken by the pod's deletion
-            log.debug("scorer log stream ended", error=str(e))
-        finally:
-            stream.close()
-            with contextlib.suppress(RuntimeError):  # the loop may be gone
-                loop.call_soon_threadsafe(chunks.put_nowait, None)
-
-    threading.Thread(target=pump, name="scorer-log", daemon=True).start()
-    deadline = start + limits.timeout_s
+    chunks = stream_chunks(stream.stream(64 * 1024), name="scorer-log", close=stream.close)
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return ExitReason.TIMED_OUT
-            try:
-                chunk = await asyncio.wait_for(chunks.get(), timeout=remaining)
-            except TimeoutError:
-                return ExitReason.TIMED_OUT
-            lines = output.flush() if chunk is None else output.feed(chunk)
-            if output.total > limits.max_output_bytes:
-                return ExitReason.OUTPUT_LIMIT
-            for line in lines:
-                if on_line(line):
-                    return ExitReason.STOPPED
-            if chunk is None:
-                return ExitReason.EXITED
+        return await follow(chunks, output, start + limits.timeout_s, on_line)
     finally:
         # The pump may be blocked reading a run that went quiet. Closing the response here
         # would wait for that read (it holds the buffer's lock) until the Job's deadline;

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from orchestrator.runtime import procs
+from orchestrator.runtime import procfs
 from orchestrator.runtime.gpu_env import MULTICAST_OFF_ENV
 
 _READ_CHUNK = 64 * 1024
@@ -65,7 +65,7 @@ class ProcessResult:
     output_bytes: int
     tail: str
     peak_rss_bytes: int
-    cpu: procs.TreeCpu | None = None
+    cpu: procfs.TreeCpu | None = None
     """CPU used and waited for by the whole group when a watcher stopped it (None otherwise)."""
 
     @property
@@ -77,6 +77,14 @@ class ProcessResult:
 
 LineWatcher = Callable[[OutputLine], bool | None]
 """Called for every output line; returning True stops the run (reason STOPPED)."""
+
+PYTHON = "{python}"
+"""Stands for the interpreter in a launch command until the backend that runs it names its own."""
+
+
+def with_python(argv: Sequence[str], python: str) -> list[str]:
+    """``argv`` with ``python`` (the interpreter where it runs) in place of PYTHON."""
+    return [python if arg == PYTHON else arg for arg in argv]
 
 
 def _die_with_parent() -> None:
@@ -110,6 +118,39 @@ class OutputLines:
             complete.append(self._partial[:_MAX_LINE])
             self._partial = b""
         return [OutputLine(now, line.decode(errors="replace").rstrip("\r")) for line in complete]
+
+    def result(
+        self,
+        reason: ExitReason,
+        returncode: int | None,
+        wall_s: float,
+        peak_rss_bytes: int = 0,
+        cpu: procfs.TreeCpu | None = None,
+    ) -> ProcessResult:
+        """How the run ended, with what it printed."""
+        return ProcessResult(
+            reason=reason,
+            returncode=returncode,
+            wall_s=wall_s,
+            output_bytes=self.total,
+            tail=self.tail(),
+            peak_rss_bytes=peak_rss_bytes,
+            cpu=cpu,
+        )
+
+    def take(self, chunk: bytes | None, on_line: LineWatcher | None) -> ExitReason | None:
+        """Feed one chunk (None: the stream ended) and show its complete lines to ``on_line``.
+
+        Returns why the run must end now: OUTPUT_LIMIT (a flood), STOPPED (``on_line`` said
+        so) or EXITED (the stream ended); None while it may go on.
+        """
+        lines = self.flush() if chunk is None else self.feed(chunk)
+        if self.total > self._limits.max_output_bytes:
+            return ExitReason.OUTPUT_LIMIT
+        for line in lines:
+            if on_line is not None and on_line(line):
+                return ExitReason.STOPPED
+        return ExitReason.EXITED if chunk is None else None
 
     def flush(self) -> list[OutputLine]:
         if not self._partial:
@@ -145,9 +186,9 @@ async def run_process_group(
         FileNotFoundError: ``argv[0]`` does not exist.
         asyncio.CancelledError: when the caller is cancelled (the group is killed first).
     """
-    child_env = {**env, procs.LABEL_ENV: label}
-    if procs.INSTANCE_ENV in os.environ:  # a sandbox or harness passes its instance on
-        child_env.setdefault(procs.INSTANCE_ENV, os.environ[procs.INSTANCE_ENV])
+    child_env = {**env, procfs.LABEL_ENV: label}
+    if procfs.INSTANCE_ENV in os.environ:  # a sandbox or harness passes its instance on
+        child_env.setdefault(procfs.INSTANCE_ENV, os.environ[procfs.INSTANCE_ENV])
     start = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         *argv,
@@ -160,48 +201,43 @@ async def run_process_group(
         preexec_fn=_die_with_parent,
     )
     assert proc.stdout is not None
-    stdout = proc.stdout  # narrowed, for pump below
     log = log_path.open("wb") if log_path is not None else None
     output = OutputLines(limits, log, start)
     reason = ExitReason.EXITED
     peak_rss = 0
-    cpu: procs.TreeCpu | None = None
+    cpu: procfs.TreeCpu | None = None
 
     def finish(why: ExitReason) -> None:
         nonlocal reason, cpu
         if reason is ExitReason.EXITED:
             reason = why
             if why is ExitReason.STOPPED:
-                cpu = procs.tree_cpu(proc.pid)
-        procs.kill_tree(proc.pid)  # first, while the tree still hangs together
-        procs.kill_group(proc.pid)
-        procs.kill_labelled(label)
+                cpu = procfs.tree_cpu(proc.pid)
+        procfs.kill_tree(proc.pid)  # first, while the tree still hangs together
+        procfs.kill_group(proc.pid)
+        procfs.kill_labelled(label)
 
     async def watch_memory() -> None:
         nonlocal peak_rss
         while True:
             # off the loop: under a fork bomb one scan of /proc takes seconds, and the
             # deadline must not wait for it
-            rss = await asyncio.to_thread(procs.tree_rss_bytes, proc.pid)
+            rss = await asyncio.to_thread(procfs.tree_rss_bytes, proc.pid)
             peak_rss = max(peak_rss, rss)
             if limits.memory_bytes is not None and rss > limits.memory_bytes:
                 finish(ExitReason.MEMORY_LIMIT)
                 return
             await asyncio.sleep(_MEMORY_POLL_S)
 
+    stdout = proc.stdout
+    assert stdout is not None  # stdout=PIPE
+
     async def pump() -> None:
-        while chunk := await stdout.read(_READ_CHUNK):
-            lines = output.feed(chunk)
-            if output.total > limits.max_output_bytes:
-                finish(ExitReason.OUTPUT_LIMIT)
-                return
-            for line in lines:
-                if on_line is not None and on_line(line):
-                    finish(ExitReason.STOPPED)
-                    return
-        for line in output.flush():
-            if on_line is not None and on_line(line):
-                finish(ExitReason.STOPPED)
+        ended = None
+        while ended is None:
+            ended = output.take(await stdout.read(_READ_CHUNK) or None, on_line)
+        if ended is not ExitReason.EXITED:  # the end of the output is not the process's
+            finish(ended)
 
     memory_task = asyncio.create_task(watch_memory())
     pump_task = asyncio.create_task(pump())
@@ -220,8 +256,8 @@ async def run_process_group(
             _, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         returncode = wait_task.result()
         wall_s = time.monotonic() - start
-        procs.kill_group(proc.pid)
-        procs.kill_labelled(label)
+        procfs.kill_group(proc.pid)
+        procfs.kill_labelled(label)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pump_task, timeout=_DRAIN_AFTER_EXIT_S)
         await proc.wait()  # reap; every writer of the pipe is dead by now
@@ -230,22 +266,14 @@ async def run_process_group(
         raise
     finally:
         memory_task.cancel()
-        procs.kill_group(proc.pid)
-        procs.kill_labelled(label)
+        procfs.kill_group(proc.pid)
+        procfs.kill_labelled(label)
         for task in (pump_task, wait_task):
             if not task.done():
                 task.cancel()
         if log is not None:
             log.close()
-    return ProcessResult(
-        reason=reason,
-        returncode=returncode,
-        wall_s=wall_s,
-        output_bytes=output.total,
-        tail=output.tail(),
-        peak_rss_bytes=peak_rss,
-        cpu=cpu,
-    )
+    return output.result(reason, returncode, wall_s, peak_rss, cpu)
 
 
 async def _exited(proc: asyncio.subprocess.Process) -> int:
