@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.domain import ACTIVE_STATES, Attempt, Outcome, Progress
+from orchestrator.domain import ACTIVE_STATES, Attempt, AttemptConfig, Outcome, Progress
 from orchestrator.errors import UsageError, validation_problems
 from orchestrator.lifecycle import Orchestrator
 
@@ -106,7 +106,7 @@ async def run_batch(orch: Orchestrator, spec: BatchSpec, progress: Progress) -> 
     gate = asyncio.Semaphore(spec.concurrency)
 
     async def group(task_id: str, hint: int, seed: int) -> None:
-        todo: list[tuple[int, dict[str, Any]]] = []
+        todo: list[tuple[int, AttemptConfig]] = []
         for i, _ in enumerate(spec.agents):
             key = cell_key(task_id, i, hint, seed)
             tried = earlier.get(key, [])
@@ -115,7 +115,9 @@ async def run_batch(orch: Orchestrator, spec: BatchSpec, progress: Progress) -> 
             if len(tried) >= spec.max_attempts:
                 progress(f"batch {spec.name}: {key} gave up after {len(tried)} attempt(s)")
                 continue
-            todo.append((i, {**configs[(i, hint)], "batch": spec.name, "cell": key, "seed": seed}))
+            todo.append(
+                (i, configs[(i, hint)].model_copy(update={"batch": spec.name, "cell": key, "seed": seed}))
+            )
         if not todo:
             return
         async with gate:
@@ -160,6 +162,6 @@ def _by_cell(attempts: list[Attempt], batch: str) -> dict[str, list[Attempt]]:
     """The batch's attempts per cell, oldest first."""
     cells: dict[str, list[Attempt]] = {}
     for attempt in sorted(attempts, key=lambda a: a.created_at):
-        if attempt.config.get("batch") == batch:
-            cells.setdefault(str(attempt.config.get("cell")), []).append(attempt)
+        if attempt.config.batch == batch:
+            cells.setdefault(str(attempt.config.cell), []).append(attempt)
     return cells

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.settings import AgentBudget
 
 Progress = Callable[[str], None]
 """Where one-line progress messages for the user go (the CLI prints them)."""
@@ -37,6 +39,44 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class AttemptConfig(_Frozen):
+    """An attempt's settings, fixed when it is created; stored with it as JSON (the fields set)."""
+
+    model: str | None = None
+    """The model an LLM agent uses (a name in the model catalog)."""
+    params: dict[str, Any] = {}
+    """The agent's own parameters (its ``parse_params`` checks them)."""
+    hints: int | None = None
+    """The hint level asked for; None: no hints."""
+    hint_files: list[str] = []
+    knowledge_files: list[str] = []
+    budget: AgentBudget = Field(default_factory=AgentBudget)
+    """The agent's limits on model use."""
+    repeats: int | None = None
+    """Scorer repeats R; None: the scorer settings'."""
+    batch: str | None = None
+    """The batch the attempt belongs to (orchestrator/batch.py), with its cell and replica."""
+    cell: str | None = None
+    seed: int | None = None
+    """The batch's replica number of the cell."""
+    source: str | None = None
+    """Where a submission scored from disk came from (``speedrun score``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """What the store keeps: the fields given, so rows read back as they were written."""
+        return self.model_dump(mode="json", include=self.model_fields_set)
+
+
+SandboxHandle = dict[str, Any]
+"""A backend's JSON-able facts about an attempt's running sandbox (``Sandbox.handle``)."""
+
+
+class ScoringHandle(_Frozen):
+    """What an attempt being scored holds instead: its scoring session (resources carry its id)."""
+
+    scoring_session: str
+
+
 class Attempt(_Frozen):
     id: str
     task_id: str
@@ -48,8 +88,9 @@ class Attempt(_Frozen):
     version: int
     owner: str | None
     lease_expires_at: float | None
-    config: dict[str, Any]
-    sandbox: dict[str, Any] | None
+    config: AttemptConfig
+    sandbox: Annotated[ScoringHandle | SandboxHandle | None, Field(union_mode="left_to_right")]
+    """What a successor reclaims when this attempt's orchestrator dies."""
     created_at: float
     updated_at: float
 

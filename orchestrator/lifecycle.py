@@ -23,12 +23,21 @@ from collections.abc import Callable
 from typing import Any
 
 from agent_runtimes.base import Agent, AgentContext, TaskBrief, create_agent
-from orchestrator import metrics
+from orchestrator import metrics, progress_text
 from orchestrator.backends.base import Backend, Sandbox, SandboxSpec
 from orchestrator.catalog.briefing import hint_files, knowledge_files, read_texts
 from orchestrator.catalog.catalog import Catalog, Task
 from orchestrator.catalog.data import TrackData, ensure_track_data
-from orchestrator.domain import ACTIVE_STATES, Attempt, AttemptState, ExperimentRecord, Outcome, Progress
+from orchestrator.domain import (
+    ACTIVE_STATES,
+    Attempt,
+    AttemptConfig,
+    AttemptState,
+    ExperimentRecord,
+    Outcome,
+    Progress,
+    ScoringHandle,
+)
 from orchestrator.errors import (
     AgentError,
     ConfigError,
@@ -45,10 +54,10 @@ from orchestrator.runtime import procfs
 from orchestrator.runtime.process_group import PYTHON
 from orchestrator.sandbox.client import ToolClient
 from orchestrator.scorer.plan import HarnessEvent
-from orchestrator.scorer.score import rejected_submission
+from orchestrator.scorer.score import Verdict, rejected_submission
 from orchestrator.scorer.session import build_plan, run_session
 from orchestrator.scorer.validate import validate_submission
-from orchestrator.settings import AgentBudget, Settings
+from orchestrator.settings import AgentBudget, ScorerSettings, Settings
 from orchestrator.store.base import Store
 
 log = get_logger(__name__)
@@ -154,7 +163,7 @@ class Orchestrator:
         hints: int | None = None,
         knowledge: list[str] | None = None,
         budget: AgentBudget | None = None,
-    ) -> dict[str, Any]:
+    ) -> AttemptConfig:
         """An attempt's agent settings, checked now so bad input fails before anything runs.
 
         Raises:
@@ -172,22 +181,22 @@ class Orchestrator:
         elif model is not None:
             raise ConfigError(f"agent {agent!r} uses no model; drop --model")
         files = hint_files(self.settings.hints_dir, task, hints) if hints is not None else []
-        return {
-            "model": model,
-            "params": params or {},
-            "hints": hints,
-            "hint_files": [str(p) for p in files[:1]],
-            "knowledge_files": [str(p) for p in files[1:] + knowledge_files(knowledge or [])],
-            "budget": (budget or self.settings.budget).model_dump(),
-        }
+        return AttemptConfig(
+            model=model,
+            params=params or {},
+            hints=hints,
+            hint_files=[str(p) for p in files[:1]],
+            knowledge_files=[str(p) for p in files[1:] + knowledge_files(knowledge or [])],
+            budget=budget or self.settings.budget,
+        )
 
-    async def create(self, task: Task, agent: str, config: dict[str, Any] | None = None) -> Attempt:
+    async def create(self, task: Task, agent: str, config: AttemptConfig | None = None) -> Attempt:
         self._agent_factory(agent)  # unknown agents fail here, before anything is recorded
         return await self.store.create_attempt(
             task_id=task.id,
             agent=agent,
             backend=self.backend.name,
-            config=config or {},
+            config=config or AttemptConfig(),
             owner=self.owner,
             ttl_s=self.settings.lease_ttl_s,
         )
@@ -216,7 +225,7 @@ class Orchestrator:
         data = self.track_data(task)
         await self.store.transition(attempt.id, AttemptState.PENDING, AttemptState.PROVISIONING)
         metrics.attempt_provisioning(attempt)
-        self._progress(f"[{attempt.id}] {attempt.agent}: starting a {self.backend.name} sandbox")
+        self._progress(progress_text.starting_sandbox(attempt, self.backend.name))
         base = task.baseline.manifest
         spec = SandboxSpec(
             attempt_id=attempt.id,
@@ -238,7 +247,7 @@ class Orchestrator:
         try:
             await self.store.set_sandbox(attempt.id, sandbox.handle)
             await self.store.transition(attempt.id, AttemptState.PROVISIONING, AttemptState.ACTING)
-            self._progress(f"[{attempt.id}] {attempt.agent}: acting")
+            self._progress(progress_text.acting(attempt))
             outcome = await self._drive_agent(attempt, task, sandbox)
             interrupted = outcome is not None
             if outcome is not None:
@@ -246,7 +255,7 @@ class Orchestrator:
             files = await sandbox.submission()
             interrupted = False
             stored = await self.store.record_submission(attempt.id, files)
-            self._progress(f"[{attempt.id}] {attempt.agent}: submitted {', '.join(sorted(files))}")
+            self._progress(progress_text.submitted(attempt, files))
             return stored
         finally:
             with contextlib.suppress(InfrastructureError):
@@ -266,8 +275,8 @@ class Orchestrator:
             editable=task.editable,
             target_val_loss=task.target_val_loss,
             baseline_seconds=task.baseline_seconds,
-            hints=list(read_texts(config.get("hint_files", [])).values()),
-            knowledge=read_texts(config.get("knowledge_files", [])),
+            hints=list(read_texts(config.hint_files).values()),
+            knowledge=read_texts(config.knowledge_files),
         )
         ingest = _JournalIngest(self.store, attempt.id, sandbox)
         async with (
@@ -278,8 +287,8 @@ class Orchestrator:
                 brief=brief,
                 tools=tools,
                 reference_files=task.reference.read_files if agent.needs_reference else None,
-                model=config.get("model"),
-                params=agent.parse_params(config.get("params", {})),
+                model=config.model,
+                params=agent.parse_params(config.params),
                 models=models,
                 record=record,
             )
@@ -303,11 +312,11 @@ class Orchestrator:
                     await poller
                 if record is not None:
                     report = record.report()
-                    await self.store.put_agent_report(attempt.id, config.get("model"), report)
+                    await self.store.put_agent_report(attempt.id, config.model, report)
                     usage = report["usage"]
                     metrics.llm_usage(
                         attempt.task_id,
-                        str(config.get("model")),
+                        str(config.model),
                         input_tokens=usage["input_tokens"],
                         output_tokens=usage["output_tokens"],
                         cost_dollars=usage["cost_usd"],
@@ -323,7 +332,7 @@ class Orchestrator:
         return None
 
     async def _finish(self, attempt_id: str, outcome: Outcome, reason: str) -> Attempt:
-        self._progress(f"[{attempt_id}] {outcome.value}: {reason}")
+        self._progress(progress_text.finished(attempt_id, outcome, reason))
         log.info("attempt finished", outcome=outcome.value, reason=reason)
         finished = await self.store.transition(
             attempt_id, ACTIVE_STATES, AttemptState.FINISHED, outcome=outcome, reason=reason
@@ -350,7 +359,7 @@ class Orchestrator:
                 # a session serves several attempts: cancelling one must not stop the others,
                 # so its score is simply refused by the conditional write
                 await self._hold(attempt.id, None)
-                await self.store.set_sandbox(attempt.id, {"scoring_session": session_id})
+                await self.store.set_sandbox(attempt.id, ScoringHandle(scoring_session=session_id))
                 files = await self.store.get_submission(attempt.id) or {}
                 try:
                     valid[attempt.id] = validate_submission(
@@ -361,7 +370,7 @@ class Orchestrator:
                         protected_names=frozenset(task.baseline.manifest.protected.hyperparameters),
                     )
                 except InvalidSubmission as e:
-                    result = rejected_submission(
+                    verdict = rejected_submission(
                         session_id=session_id,
                         task_id=task.id,
                         attempt_id=attempt.id,
@@ -369,9 +378,7 @@ class Orchestrator:
                         flags=e.flags,
                         fingerprint_hash="",
                     )
-                    finished += await self._record(
-                        attempt.id, session_id, result, None, "", Outcome.SUBMISSION_FAILED, str(e)
-                    )
+                    finished += await self._record(verdict)
             if valid:
                 finished += await self._score_valid(task, session_id, valid, settings)
             for attempt in attempts:
@@ -379,7 +386,7 @@ class Orchestrator:
         return finished
 
     async def _score_valid(
-        self, task: Task, session_id: str, valid: dict[str, dict[str, str]], settings: Any
+        self, task: Task, session_id: str, valid: dict[str, dict[str, str]], settings: ScorerSettings
     ) -> list[Attempt]:
         plan = build_plan(
             session_id=session_id,
@@ -388,10 +395,7 @@ class Orchestrator:
             submissions=valid,
             settings=settings,
         )
-        self._progress(
-            f"scoring {task.id}: {len(plan.runs)} runs (baseline, reference, "
-            f"{len(valid)} submission(s)) x {settings.repeats} repeat(s)"
-        )
+        self._progress(progress_text.scoring(task.id, len(plan.runs), len(valid), settings.repeats))
         try:
             with metrics.scoring_session(task.id, self.backend.name):
                 scores = await run_session(self.backend, plan, list(valid), self._on_harness_event, settings)
@@ -405,83 +409,33 @@ class Orchestrator:
             return out
         out = []
         for score in scores:
-            attempt = await self._record(
-                score.attempt_id,
-                session_id,
-                score.model_dump(mode="json"),
-                score.fsr,
-                score.fingerprint_hash,
-                score.outcome,
-                score.reason,
-            )
-            out += attempt
+            out += await self._record(Verdict.of(score))
         return out
 
-    async def _record(
-        self,
-        attempt_id: str,
-        session_id: str,
-        result: dict[str, Any],
-        fsr: float | None,
-        fp_hash: str,
-        outcome: Outcome,
-        reason: str | None,
-    ) -> list[Attempt]:
+    async def _record(self, verdict: Verdict) -> list[Attempt]:
+        """Store the verdict and finish its attempt; [] when the attempt moved on meanwhile."""
         try:
             attempt = await self.store.record_score(
-                attempt_id,
-                session_id=session_id,
-                result=result,
-                fsr=fsr,
-                fingerprint_hash=fp_hash,
-                outcome=outcome,
-                reason=reason,
+                verdict.attempt_id,
+                session_id=verdict.session_id,
+                result=verdict.result,
+                fsr=verdict.fsr,
+                fingerprint_hash=verdict.fingerprint_hash,
+                outcome=verdict.outcome,
+                reason=verdict.reason,
             )
         except StaleStateError as e:
-            log.warning("score not written: attempt moved on", attempt_id=attempt_id, detail=str(e))
+            log.warning("score not written: attempt moved on", attempt_id=verdict.attempt_id, detail=str(e))
             return []
-        await self.store.set_sandbox(attempt_id, None)
-        metrics.attempt_finished(attempt, result)
-        fsr_text = "n/a" if fsr is None else f"{fsr:.3f}"
-        self._progress(f"[{attempt_id}] {outcome.value}: FSR {fsr_text}" + (f" ({reason})" if reason else ""))
+        await self.store.set_sandbox(verdict.attempt_id, None)
+        metrics.attempt_finished(attempt, verdict.result)
+        self._progress(progress_text.scored(verdict))
         return [attempt]
 
     def _on_harness_event(self, event: HarnessEvent) -> None:
-        head = f"  run {event.index + 1}/{event.total} {event.label}"
-        if event.event == "warmup":
-            self._progress(f"  warm-up: one untimed launch of {event.label}")
-        elif event.event == "run_started":
-            self._progress(f"{head}: started")
-        elif event.event == "progress":
-            self._progress(
-                f"{head}: step {event.step}/{event.total_steps} "
-                f"val_loss {event.val_loss:.4f} at {event.t:.1f}s"
-            )
-        elif event.event == "run_contended" and event.measurement is not None:
-            share = event.measurement.cpu_share
-            lost = f"{share.lost_cores:.2f} of {share.cpus} cores" if share else "CPU"
-            then = (
-                f"timing it again in {event.retry_in_s:.0f}s"
-                if event.retry_in_s is not None
-                else "no re-timing left: charged to the infrastructure"
-            )
-            self._progress(f"{head}: others took {lost} while it ran; {then}")
-        elif event.event == "seed_redrawn" and event.measurement is not None:
-            self._progress(
-                f"{head}: the record missed the target at seed {event.measurement.seed} "
-                f"(val_loss {event.measurement.val_loss}); the repeat runs again at seed {event.seed}"
-            )
-        elif event.measurement is not None:
-            m = event.measurement
-            t = (
-                f"{m.seconds_to_target:.2f}s to target"
-                if m.seconds_to_target is not None
-                else "target not reached"
-            )
-            flags = f" [{', '.join(m.flags)}]" if m.flags else ""
-            share = m.cpu_share
-            cpus = f" (cores: run {share.run_cores:.2f}, others {share.lost_cores:.2f})" if share else ""
-            self._progress(f"{head}: {t}, val_loss {m.val_loss}{cpus}{flags}")
+        line = progress_text.harness_event(event)
+        if line is not None:
+            self._progress(line)
 
     # --- the whole attempt, and recovery ---------------------------------------------
 
@@ -491,15 +445,15 @@ class Orchestrator:
         agents: list[str],
         *,
         repeats: int | None = None,
-        configs: list[dict[str, Any]] | None = None,
+        configs: list[AttemptConfig] | None = None,
     ) -> list[Attempt]:
         """Create and act one attempt per agent, then score all submissions in one session.
 
         ``configs``: each agent's settings from ``agent_config`` (default: none).
         """
-        configs = configs or [{} for _ in agents]
+        configs = configs or [AttemptConfig() for _ in agents]
         attempts = [
-            await self.create(task, agent, {**config, "repeats": repeats})
+            await self.create(task, agent, config.model_copy(update={"repeats": repeats}))
             for agent, config in zip(agents, configs, strict=True)
         ]
         acted = [await self._act_isolated(a) for a in attempts]
@@ -564,10 +518,8 @@ class Orchestrator:
                 else:
                     by_task[attempt.task_id].append(attempt)
         for attempts in by_task.values():
-            self._progress(
-                f"resuming scoring of {len(attempts)} interrupted attempt(s) of {attempts[0].task_id}"
-            )
-            repeats = attempts[0].config.get("repeats")
+            self._progress(progress_text.resuming(len(attempts), attempts[0].task_id))
+            repeats = attempts[0].config.repeats
             done += await self.score(attempts, repeats=repeats)
         return done
 
@@ -611,13 +563,13 @@ class Orchestrator:
         for attempt in await self.store.list_attempts(states=ACTIVE_STATES, limit=100_000):
             if not self._is_orphan(attempt) or attempt.owner == self.owner:
                 keep.add(attempt.id)
-                if attempt.sandbox and "scoring_session" in attempt.sandbox:
-                    keep.add(attempt.sandbox["scoring_session"])
+                if isinstance(attempt.sandbox, ScoringHandle):
+                    keep.add(attempt.sandbox.scoring_session)
         return keep
 
 
 @contextlib.asynccontextmanager
-async def _model_access(settings: Settings, agent: Agent, config: dict[str, Any]) -> Any:
+async def _model_access(settings: Settings, agent: Agent, config: AttemptConfig) -> Any:
     """Model access for agents that use one: the provider (holding the keys) and the record."""
     if not agent.needs_model:
         yield None, None
@@ -626,7 +578,7 @@ async def _model_access(settings: Settings, agent: Agent, config: dict[str, Any]
     from agent_runtimes.llm.record import AgentRecord
 
     secrets = tuple(k.get_secret_value() for k in settings.llm.keys.values())
-    record = AgentRecord(budget=AgentBudget.model_validate(config.get("budget", {})), secrets=secrets)
+    record = AgentRecord(budget=config.budget, secrets=secrets)
     async with ModelProvider(settings.llm, record) as models:
         yield models, record
 

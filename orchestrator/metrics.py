@@ -226,7 +226,7 @@ BUILD_INFO.labels(__version__).set(1)
 
 def model_of(attempt: Attempt) -> str:
     """The LLM behind the attempt's agent, or ``none`` (oracle, null, file)."""
-    return str(attempt.config.get("model") or NO_MODEL)
+    return str(attempt.config.model or NO_MODEL)
 
 
 # Attempts in flight in this process: their labels, and experiments already counted.

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from orchestrator.domain import SandboxHandle, ScoringHandle
 from orchestrator.errors import SandboxLost
 from orchestrator.runtime.process_group import with_python
 from orchestrator.sandbox.api import JournalPage, SandboxConfig
@@ -146,8 +147,8 @@ class Backend(PlanRunner, abc.ABC):
         """
 
     @abc.abstractmethod
-    async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
-        """Destroy the sandbox of an attempt whose orchestrator died.
+    async def reclaim(self, attempt_id: str, handle: SandboxHandle | ScoringHandle) -> None:
+        """Destroy the sandbox, or the scoring session, of an attempt whose orchestrator died.
 
         Raises:
             BackendError: resources could not be removed.
@@ -211,6 +212,11 @@ class ResourceLabels:
     def of(self, owner: str, role: str, instance: str, **extra: str) -> dict[str, str]:
         """The labels of a new resource: ``extra`` maps label keys (e.g. ``run``) to values."""
         return {**self.ours(instance), self.owner: owner, self.role: role, **extra}
+
+
+def reclaimed_owners(attempt_id: str, handle: SandboxHandle | ScoringHandle) -> set[str]:
+    """The owners whose resources ``reclaim`` removes: the attempt, and its scoring session."""
+    return {attempt_id, handle.scoring_session} if isinstance(handle, ScoringHandle) else {attempt_id}
 
 
 def owner_of(label: str) -> str | None:

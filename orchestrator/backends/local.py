@@ -22,14 +22,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
-from orchestrator.backends.base import Backend, Sandbox, SandboxSpec, owner_of, sandbox_config
+from orchestrator.backends.base import (
+    Backend,
+    Sandbox,
+    SandboxSpec,
+    owner_of,
+    reclaimed_owners,
+    sandbox_config,
+)
 from orchestrator.backends.gpus import GpuLease, GpuPool, detect_gpus
+from orchestrator.domain import SandboxHandle, ScoringHandle
 from orchestrator.errors import BackendError, ScorerError
 from orchestrator.log import get_logger
 from orchestrator.runtime import procfs
@@ -179,10 +187,9 @@ class LocalBackend(Backend):
         await self.reclaim(sandbox.attempt_id, sandbox.handle)
         proc.poll()
 
-    async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
-        procfs.kill_labelled(label_for(attempt_id) + "/")
-        if "scoring_session" in handle:
-            procfs.kill_labelled(label_for(handle["scoring_session"]) + "/")
+    async def reclaim(self, attempt_id: str, handle: SandboxHandle | ScoringHandle) -> None:
+        for owner in reclaimed_owners(attempt_id, handle):
+            procfs.kill_labelled(label_for(owner) + "/")
         lease = self._leases.pop(attempt_id, None)
         if lease is not None:  # only once nothing of the sandbox runs on its GPUs any more
             lease.release()

@@ -276,6 +276,26 @@ def _lost(m: RunMeasurement) -> str:
     return f"{m.label}: others took {share.lost_cores:.2f} of {share.cpus} cores ({m.retimed} re-timings)"
 
 
+class Verdict(BaseModel):
+    """How a scoring session ends an attempt: its outcome, and the result the store keeps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempt_id: str
+    session_id: str
+    outcome: Outcome
+    reason: str | None
+    fsr: float | None
+    fingerprint_hash: str
+    result: dict[str, Any]
+    """The stored result: a Score's JSON, or the short record of a refused submission."""
+
+    @classmethod
+    def of(cls, score: Score) -> Verdict:
+        shared = score.model_dump(include=set(cls.model_fields) - {"result"})
+        return cls(**shared, result=score.model_dump(mode="json"))
+
+
 def rejected_submission(
     *,
     session_id: str,
@@ -284,16 +304,24 @@ def rejected_submission(
     reason: str,
     flags: list[str],
     fingerprint_hash: str,
-) -> dict[str, Any]:
-    """The stored result of a submission refused before running (no times measured)."""
-    return {
-        "session_id": session_id,
-        "task_id": task_id,
-        "attempt_id": attempt_id,
-        "outcome": Outcome.SUBMISSION_FAILED.value,
-        "reason": reason,
-        "fsr": None,
-        "reached_target": False,
-        "flags": flags,
-        "fingerprint_hash": fingerprint_hash,
-    }
+) -> Verdict:
+    """A submission refused before running (no times measured)."""
+    return Verdict(
+        attempt_id=attempt_id,
+        session_id=session_id,
+        outcome=Outcome.SUBMISSION_FAILED,
+        reason=reason,
+        fsr=None,
+        fingerprint_hash=fingerprint_hash,
+        result={
+            "session_id": session_id,
+            "task_id": task_id,
+            "attempt_id": attempt_id,
+            "outcome": Outcome.SUBMISSION_FAILED.value,
+            "reason": reason,
+            "fsr": None,
+            "reached_target": False,
+            "flags": flags,
+            "fingerprint_hash": fingerprint_hash,
+        },
+    )

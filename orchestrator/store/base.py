@@ -13,9 +13,12 @@ from typing import Any
 
 from orchestrator.domain import (
     Attempt,
+    AttemptConfig,
     AttemptState,
     ExperimentRecord,
     Outcome,
+    SandboxHandle,
+    ScoringHandle,
     ToolCall,
     WorkspaceVersion,
 )
@@ -49,11 +52,15 @@ class Store(abc.ABC):
         task_id: str,
         agent: str,
         backend: str,
-        config: Mapping[str, Any],
+        config: AttemptConfig | Mapping[str, Any],
         owner: str,
         ttl_s: float,
     ) -> Attempt:
-        """A new PENDING attempt, leased to ``owner`` from its first instant."""
+        """A new PENDING attempt, leased to ``owner`` from its first instant.
+
+        Raises:
+            pydantic.ValidationError: ``config`` is not an AttemptConfig's JSON.
+        """
 
     @abc.abstractmethod
     async def get_attempt(self, attempt_id: str) -> Attempt:
@@ -97,7 +104,8 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def set_sandbox(self, attempt_id: str, handle: Mapping[str, Any] | None) -> None: ...
+    async def set_sandbox(self, attempt_id: str, handle: ScoringHandle | SandboxHandle | None) -> None:
+        """What a successor must reclaim if this orchestrator dies (None: nothing any more)."""
 
     # --- what happened during the attempt ---------------------------------------------
 

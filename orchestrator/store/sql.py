@@ -19,9 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orchestrator.domain import (
     Attempt,
+    AttemptConfig,
     AttemptState,
     ExperimentRecord,
     Outcome,
+    SandboxHandle,
+    ScoringHandle,
     ToolCall,
     WorkspaceVersion,
 )
@@ -122,7 +125,7 @@ class SqlStore(Store):
         task_id: str,
         agent: str,
         backend: str,
-        config: Mapping[str, Any],
+        config: AttemptConfig | Mapping[str, Any],
         owner: str,
         ttl_s: float,
     ) -> Attempt:
@@ -134,7 +137,7 @@ class SqlStore(Store):
             backend=backend,
             state=AttemptState.PENDING,
             version=0,
-            config=dict(config),
+            config=AttemptConfig.model_validate(config).to_json(),
             owner=owner,
             lease_expires_at=now + ttl_s,
             created_at=now,
@@ -228,12 +231,11 @@ class SqlStore(Store):
             )
             return cast("CursorResult[Any]", result).rowcount == 1  # an UPDATE's result
 
-    async def set_sandbox(self, attempt_id: str, handle: Mapping[str, Any] | None) -> None:
+    async def set_sandbox(self, attempt_id: str, handle: ScoringHandle | SandboxHandle | None) -> None:
+        stored = handle.model_dump() if isinstance(handle, ScoringHandle) else handle
         async with self._s.begin() as session:
             await session.execute(
-                update(AttemptRow)
-                .where(AttemptRow.id == attempt_id)
-                .values(sandbox=dict(handle) if handle is not None else None)
+                update(AttemptRow).where(AttemptRow.id == attempt_id).values(sandbox=stored)
             )
 
     # --- what happened during the attempt ---------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pydantic import ValidationError
 
-from orchestrator.domain import AttemptState, Outcome, ToolCall
+from orchestrator.domain import AttemptState, Outcome, ScoringHandle, ToolCall
 from orchestrator.errors import NotFound, StaleStateError
 from orchestrator.store import SqlStore
 
@@ -102,3 +103,30 @@ async def test_reopening_keeps_data_and_migrations_are_repeatable(settings) -> N
         a = await _attempt(first)
     async with SqlStore(settings.resolved_database_url) as second:
         assert (await second.get_attempt(a.id)).task_id == "toy-r1-r2"
+
+
+async def test_attempt_config_and_scoring_handle_are_typed_and_stored_as_plain_json(store: SqlStore) -> None:
+    written = {
+        "model": "m",
+        "params": {"k": 1},
+        "budget": {"max_tokens": 5, "max_cost_usd": None},
+        "repeats": None,
+    }
+    a = await store.create_attempt(
+        task_id="t", agent="tool-calling", backend="local", config=written, owner="me", ttl_s=30
+    )
+    assert (a.config.model, a.config.params, a.config.budget.max_tokens, a.config.batch) == (
+        "m",
+        {"k": 1},
+        5,
+        None,
+    )
+    assert a.config.to_json() == written, "the row holds what was given, as rows of earlier versions do"
+    await store.set_sandbox(a.id, ScoringHandle(scoring_session="s1"))
+    assert (await store.get_attempt(a.id)).sandbox == ScoringHandle(scoring_session="s1")
+    await store.set_sandbox(a.id, {"pod": "p", "url": "http://10.0.0.1:8080"})
+    assert (await store.get_attempt(a.id)).sandbox == {"pod": "p", "url": "http://10.0.0.1:8080"}
+    with pytest.raises(ValidationError):
+        await store.create_attempt(
+            task_id="t", agent="x", backend="local", config={"modle": "m"}, owner="me", ttl_s=30
+        )

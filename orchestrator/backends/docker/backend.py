@@ -18,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
-from orchestrator.backends.base import Backend, Sandbox, SandboxSpec, sandbox_config
+from orchestrator.backends.base import Backend, Sandbox, SandboxSpec, reclaimed_owners, sandbox_config
 from orchestrator.backends.docker import engine, hardening
 from orchestrator.backends.docker.runs import ContainerLauncher
+from orchestrator.domain import SandboxHandle, ScoringHandle
 from orchestrator.errors import BackendError
 from orchestrator.images import IMAGE_ENV, IMAGE_PYTHON
 from orchestrator.log import get_logger
@@ -186,10 +187,8 @@ class DockerBackend(Backend):
         assert isinstance(sandbox, DockerSandbox)
         await self.reclaim(sandbox.attempt_id, sandbox.handle)
 
-    async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
-        owners = {attempt_id}
-        if "scoring_session" in handle:
-            owners.add(handle["scoring_session"])
+    async def reclaim(self, attempt_id: str, handle: SandboxHandle | ScoringHandle) -> None:
+        owners = reclaimed_owners(attempt_id, handle)
         await self._remove_owned(lambda owner: owner in owners)
         for owner in owners:
             await self._remove_root(self._roots / owner)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import Backend, Sandbox, SandboxSpec, sandbox_config
+from orchestrator.backends.base import Backend, Sandbox, SandboxSpec, reclaimed_owners, sandbox_config
 from orchestrator.backends.kubernetes import cluster, manifests
 from orchestrator.backends.kubernetes.runs import PodLauncher, delete_job
+from orchestrator.domain import SandboxHandle, ScoringHandle
 from orchestrator.errors import BackendError
 from orchestrator.images import IMAGE_ENV, IMAGE_PYTHON
 from orchestrator.images.catalog import read_lock
@@ -155,10 +156,8 @@ class KubernetesBackend(Backend):
         assert isinstance(sandbox, KubernetesSandbox)
         await self.reclaim(sandbox.attempt_id, sandbox.handle)
 
-    async def reclaim(self, attempt_id: str, handle: Mapping[str, Any]) -> None:
-        owners = {attempt_id}
-        if "scoring_session" in handle:
-            owners.add(handle["scoring_session"])
+    async def reclaim(self, attempt_id: str, handle: SandboxHandle | ScoringHandle) -> None:
+        owners = reclaimed_owners(attempt_id, handle)
         await self._delete_owned(lambda owner: owner in owners)
 
     # --- scorer -------------------------------------------------------------------------
