@@ -30,6 +30,7 @@ LAYERS: list[dict[str, str]] = [
         "orchestrator.backends.*": "where sandboxes and scorer runs execute",
         "orchestrator.report.*": "leaderboard and the static site",
         "orchestrator.service": "the /metrics and /healthz web app",
+        "orchestrator.progress_text": "progress lines of attempts and scoring sessions",
     },
     {
         "orchestrator.scorer.*": "timing submissions against the records",
