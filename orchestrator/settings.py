@@ -254,7 +254,11 @@ class KubernetesSettings(_Section):
     tolerations: list[dict[str, str]] = []
     runtime_class: str | None = None
     """e.g. "gvisor" where the cluster offers it."""
-    priority_class: str | None = None
+    sandbox_priority_class: str | None = None
+    """PriorityClass of sandbox pods (k8s/base: speedrun-sandbox, which preempts nothing)."""
+    scorer_priority_class: str | None = None
+    """PriorityClass of scorer pods, above sandboxes so a session's timing never waits behind
+    an agent's experiments (k8s/base: speedrun-scorer, which preempts sandboxes)."""
     start_timeout_s: float = Field(default=300.0, gt=0)
     """How long a sandbox may take to be scheduled, pulled and answering."""
     api_threads: int = Field(default=128, ge=4)

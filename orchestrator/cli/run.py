@@ -96,11 +96,7 @@ async def run(
         )
         [attempt] = await orch.run(chosen, [agent], repeats=repeats, configs=[config])
         [row] = await attempt_rows(orch, [attempt.id])
-    if as_json:
-        views.print_json(row)
-    else:
-        views.stdout.print(views.attempts_table([row]))
-    exit_for_outcomes([row])
+    _show(row, as_json)
 
 
 @app.command()
@@ -117,6 +113,11 @@ async def score(
         files = _read_submission(path, chosen.baseline.manifest.launch.script)
         attempt = await orch.score_submission(chosen, files, source=str(path), repeats=repeats)
         [row] = await attempt_rows(orch, [attempt.id])
+    _show(row, as_json)
+
+
+def _show(row: dict[str, Any], as_json: bool) -> None:
+    """One attempt's row, as JSON or a table; then the exit code its outcome calls for."""
     if as_json:
         views.print_json(row)
     else:

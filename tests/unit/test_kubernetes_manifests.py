@@ -3,19 +3,22 @@ these specs by a real API server under Pod Security "restricted" is in tests/kub
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 from orchestrator.backends.kubernetes import manifests
 from orchestrator.backends.kubernetes.backend import KubernetesBackend
 from orchestrator.images.catalog import Lock, LockEntry, write_lock
 from orchestrator.settings import KubernetesSettings, Settings
+from tests.conftest import REPO
 
 HELDOUT = "/var/lib/speedrun-data/fineweb10B/heldout_val_000000.bin"
 PLACED = KubernetesSettings(
     node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
     tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     runtime_class="gvisor",
-    priority_class="speedrun-sandbox",
+    sandbox_priority_class="speedrun-sandbox",
+    scorer_priority_class="speedrun-scorer",
     data_claim="speedrun-data",
 )
 
@@ -55,7 +58,7 @@ def test_a_scored_run_is_guaranteed_confined_and_placed_by_settings() -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["nodeSelector"] == PLACED.node_selector
     assert pod["tolerations"] == PLACED.tolerations
-    assert pod["runtimeClassName"] == "gvisor" and pod["priorityClassName"] == "speedrun-sandbox"
+    assert pod["runtimeClassName"] == "gvisor" and pod["priorityClassName"] == "speedrun-scorer"
     # the run's files and the one data file it names are read-only; it writes only its scratch
     mounts = {m["mountPath"]: m["readOnly"] for m in run["volumeMounts"]}
     assert mounts == {manifests.CODE: True, HELDOUT: True, "/tmp": False, "/dev/shm": False}
@@ -120,3 +123,47 @@ def test_pushed_images_are_pulled_by_their_locked_registry_digest(tmp_path: Path
     backend = KubernetesBackend(Settings(home=tmp_path / "home", images_dir=tmp_path))
     assert backend.image_ref("speedrun-cuda-stable") == pinned
     assert backend.image_ref("speedrun-tiny-cpu") == "speedrun-tiny-cpu:latest"  # not pushed: local tag
+
+
+def test_scorer_pods_run_above_sandboxes_and_every_pod_carries_the_recommended_labels() -> None:
+    """The base's speedrun-scorer class preempts sandboxes; with one class for both (as before)
+    a scorer pod waited behind an agent's experiments on a full node."""
+    job = _job(gpus=8)
+    pod = manifests.sandbox_pod(
+        name="speedrun-sb-a1",
+        labels={"speedrun.io/owner": "a1"},
+        image="speedrun-cuda-stable@sha256:" + "a" * 64,
+        config_map_name="speedrun-sb-a1",
+        files={"train_gpt.py": b"print()"},
+        memory_bytes=8 * 1024**3,
+        gpus=8,
+        data_files={},
+        settings=PLACED,
+    )
+    assert pod["spec"]["priorityClassName"] == "speedrun-sandbox"
+    assert job["spec"]["template"]["spec"]["priorityClassName"] == "speedrun-scorer"
+    for metadata, component in (
+        (pod["metadata"], "sandbox"),
+        (job["metadata"], "scorer"),
+        (job["spec"]["template"]["metadata"], "scorer"),
+    ):
+        labels = metadata["labels"]
+        assert labels["app.kubernetes.io/component"] == component
+        assert labels["app.kubernetes.io/part-of"] == labels["app.kubernetes.io/managed-by"]
+        assert labels["app.kubernetes.io/name"] == f"speedrun-{component}"
+        assert labels["speedrun.io/owner"] in ("a1", "s1"), "the owner label, by which the backend finds it"
+    # the base defines both classes, the scorer's above the sandbox's and preempting
+    import yaml
+
+    classes = {
+        c["metadata"]["name"]: c
+        for c in yaml.safe_load_all((REPO / "k8s" / "base" / "priorityclasses.yaml").read_text())
+    }
+    assert classes["speedrun-scorer"]["value"] > classes["speedrun-sandbox"]["value"]
+    assert classes["speedrun-scorer"]["preemptionPolicy"] == "PreemptLowerPriority"
+    assert classes["speedrun-sandbox"]["preemptionPolicy"] == "Never"
+    settings = tomllib.loads((REPO / "k8s" / "base" / "speedrun.toml").read_text())["kubernetes"]
+    assert (settings["sandbox_priority_class"], settings["scorer_priority_class"]) == (
+        "speedrun-sandbox",
+        "speedrun-scorer",
+    )

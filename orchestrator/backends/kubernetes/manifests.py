@@ -58,6 +58,17 @@ def file_items(files: Mapping[str, bytes], keys: Mapping[str, str] | None = None
     return [{"key": names[path], "path": path} for path in files]
 
 
+def recommended_labels(component: str) -> dict[str, str]:
+    """Kubernetes' recommended labels for what the orchestrator creates: dashboards, policies
+    and `kubectl get -l` find sandboxes and scorer runs by these, whatever the owner labels."""
+    return {
+        "app.kubernetes.io/name": f"speedrun-{component}",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "speedrun-orchestrator",
+        "app.kubernetes.io/managed-by": "speedrun-orchestrator",
+    }
+
+
 def sandbox_pod(
     *,
     name: str,
@@ -121,9 +132,9 @@ def sandbox_pod(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": dict(labels)},
+        "metadata": {"name": name, "labels": {**recommended_labels("sandbox"), **labels}},
         "spec": {
-            **_pod_spec(settings),
+            **_pod_spec(settings, settings.sandbox_priority_class),
             "restartPolicy": "Never",
             "initContainers": [seed],
             "containers": [server],
@@ -171,7 +182,7 @@ def run_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "labels": dict(labels)},
+        "metadata": {"name": name, "labels": {**recommended_labels("scorer"), **labels}},
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": max(1, int(deadline_s)),
@@ -182,9 +193,9 @@ def run_job(
                 ]
             },
             "template": {
-                "metadata": {"labels": dict(labels)},
+                "metadata": {"labels": {**recommended_labels("scorer"), **labels}},
                 "spec": {
-                    **_pod_spec(settings),
+                    **_pod_spec(settings, settings.scorer_priority_class),
                     "restartPolicy": "Never",
                     "containers": [run],
                     "volumes": [
@@ -198,7 +209,7 @@ def run_job(
     }
 
 
-def _pod_spec(settings: KubernetesSettings) -> dict[str, Any]:
+def _pod_spec(settings: KubernetesSettings, priority_class: str | None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -217,8 +228,8 @@ def _pod_spec(settings: KubernetesSettings) -> dict[str, Any]:
         spec["tolerations"] = [dict(t) for t in settings.tolerations]
     if settings.runtime_class:
         spec["runtimeClassName"] = settings.runtime_class
-    if settings.priority_class:
-        spec["priorityClassName"] = settings.priority_class
+    if priority_class:
+        spec["priorityClassName"] = priority_class
     return spec
 
 
