@@ -244,6 +244,9 @@ def test_a_machine_that_cannot_confine_runs_is_an_infrastructure_failure(
         "from orchestrator.scorer.jail import unshare_works; print(unshare_works())",
     ]
     refused = subprocess.run(probe, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert "ModuleNotFoundError" not in refused.stderr, (
+        f"uid 65534 cannot read this checkout ({REPO}): every folder above it must be searchable"
+    )
     assert "Operation not permitted" in refused.stdout, refused
     assert unshare_works() is None  # as root, here, it works
 
